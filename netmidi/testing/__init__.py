@@ -1,0 +1,1 @@
+"""Public test doubles for netmidi and for programs that embed it."""
