@@ -122,6 +122,21 @@ class RemoteState:
         self.known: dict[Executor, float] = {}
         self.fader_sent_at: dict[Executor, float] = {}
 
+    def record(self, control: Control, value: float) -> bool:
+        """Remember an output; True when the console must hear about it now (or on login).
+
+        Faders always count (the latest value is what gets sent); buttons and keys only when
+        they cross the press threshold, so a held button is pressed once.
+        """
+        if isinstance(control, Executor) and control.control == FADER:
+            self.faders[control] = value
+            return True
+        pressed = value > PRESSED_ABOVE
+        if self.held.get(control, False) == pressed:
+            return False
+        self.held[control] = pressed
+        return True
+
     def fader_interval(self, timing: Timing, now: float) -> float:
         """Per-executor spacing, widened as more faders move at once (the console lags)."""
         active = sum(1 for at in self.fader_sent_at.values() if now - at < 1.0)
@@ -157,7 +172,6 @@ class ClientSession:
         self._sent: dict[Executor, float] = {}
         self._pending: dict[Executor, float] = {}
         self._pending_at: dict[Executor, float] = {}
-        self._dropped_offline = 0
 
     # -- results
 
@@ -280,7 +294,6 @@ class ClientSession:
         self.phase = _READY
         self._r.logged_in = True
         self._notice("info", f"logged in to the {self.app_type} web remote")
-        self._dropped_offline = 0
         # the console may have restarted: it gets the latest fader values again
         self._sent.clear()
         for control, value in self.state.faders.items():
@@ -328,29 +341,21 @@ class ClientSession:
     # -- output
 
     def output(self, control: Control, value: float, now: float) -> Reaction:
-        """One value for one control, from the router."""
+        """Send an output that :meth:`RemoteState.record` said the console must hear about."""
         if isinstance(control, Executor) and control.control == FADER:
-            self.state.faders[control] = value
-            if self.logged_in:
-                self._fader(control, value, now)
-            return self._done()
-        pressed = value > PRESSED_ABOVE
-        if self.state.held.get(control, False) == pressed:
-            return self._done()
-        self.state.held[control] = pressed
-        if not self.logged_in:
-            self._dropped_offline += 1
-            if self._dropped_offline == 1:
-                self._notice("warn", "not logged in yet: button and key events are dropped", True)
+            self._fader(control, value, now)
         elif isinstance(control, Executor):
-            button = control.button_id(self.app_type)
             self._r.send.append(
                 maweb.button_input(
-                    control.page_index, control.exec_index, button, pressed, self.session
+                    control.page_index,
+                    control.exec_index,
+                    control.button_id(self.app_type),
+                    value > PRESSED_ABOVE,
+                    self.session,
                 )
             )
         else:
-            self._key(control.key, pressed)
+            self._key(control.key, value > PRESSED_ABOVE)
         return self._done()
 
     def _key(self, key: KeyInfo, pressed: bool) -> None:
@@ -414,3 +419,46 @@ class ClientSession:
     def goodbye(self) -> list[str]:
         """What to send before closing so that the console frees the remote slot."""
         return [maweb.close(self.session)] if self.session > 0 else []
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds to wait after the n-th round of failed attempts: initial * factor**(n-1)."""
+
+    initial: float = 1.0
+    factor: float = 2.0
+    maximum: float = 30.0
+
+
+class Failover:
+    """Which host to try next and after how long.
+
+    A failed attempt (no connection, or refused before login) moves to the next host at once;
+    only when every host failed in a row does the wait grow. A connection that was logged in
+    and then dropped retries the same host first, after the initial wait.
+    """
+
+    def __init__(self, hosts: int, backoff: Backoff) -> None:
+        self.hosts = hosts
+        self.backoff = backoff
+        self.host = 0
+        self._tried = 0
+        self._rounds = 0
+
+    def logged_in(self) -> None:
+        self._tried = 0
+        self._rounds = 0
+
+    def dropped(self) -> float:
+        self._tried = 0
+        return self.backoff.initial
+
+    def failed(self) -> float:
+        self.host = (self.host + 1) % self.hosts
+        self._tried += 1
+        if self._tried < self.hosts:
+            return 0.0
+        self._tried = 0
+        self._rounds += 1
+        wait = self.backoff.initial * self.backoff.factor ** (self._rounds - 1)
+        return float(min(wait, self.backoff.maximum))
