@@ -155,6 +155,7 @@ class MawebClient:
         host = self.host
         factory = websocket.WebSocketClientFactory(f"ws://{host}/?ma=1", reactor=self.reactor)
         factory.protocol = type("Protocol", (MawebProtocol,), {"client": self})
+        factory.noisy = False
         factory.setProtocolOptions(
             maxFramePayloadSize=MAX_MESSAGE,
             maxMessagePayloadSize=MAX_MESSAGE,

@@ -121,6 +121,7 @@ class FakeConsole:
         """Listen on 127.0.0.1 (``port`` 0: any free port); fires with the port number."""
         factory = websocket.WebSocketServerFactory(reactor=self.reactor)
         factory.protocol = type("Protocol", (FakeConsoleProtocol,), {"console": self})
+        factory.noisy = False
         factory.setProtocolOptions(
             openHandshakeTimeout=0, closeHandshakeTimeout=0, autoPingInterval=0
         )
