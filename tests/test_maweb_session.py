@@ -250,12 +250,21 @@ class PollTests(SynchronousTestCase):
         self.assertEqual(d.events, [(FADER1, 0.3)])
 
     def test_unasked_answer(self) -> None:
-        """A playbacks answer with no request in flight is counted, not applied."""
+        """An answer with no request in flight (a request asked again) is ignored."""
         d = Driver(inputs=(FADER1,))
         d.login()
         d.feed(answer(1, {0: (0.1, 0)}), 0.01)
         reaction = d.feed(answer(1, {0: (0.9, 0)}), 0.02)
-        self.assertEqual(reaction.bad, ["a playbacks answer nobody asked for"])
+        self.assertEqual((reaction.bad, reaction.events), ([], []))
+
+    def test_session_change_reasks(self) -> None:
+        """A poll in flight when the session id changes is asked again under the new id."""
+        d = Driver(inputs=(FADER1,))
+        d.login()
+        d.feed({"realtime": False, "session": 5}, 0.01)
+        self.assertEqual([m["session"] for m in d.polls()], [1, 5])
+        d.feed(answer(1, {0: (0.1, 0)}), 0.02)
+        self.assertEqual(d.events, [(FADER1, 0.1)])
 
     def test_poll_timeout(self) -> None:
         """A console that stops answering polls is dropped."""

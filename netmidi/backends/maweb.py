@@ -102,7 +102,11 @@ class MawebProtocol(websocket.WebSocketClientProtocol):  # type: ignore[misc]
             self.client.message(payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.client.closed(self, code, reason)
+        if self.localCloseCode in (1002, 1007):
+            self.client.bad.drop(f"a websocket protocol error ({reason})", source=self.client.host)
+        elif reason and "payload limit" in reason:
+            self.client.bad.drop("a message over the size limit", source=self.client.host)
+        self.client.closed(self, reason)
 
 
 class MawebClient:
@@ -208,14 +212,12 @@ class MawebClient:
         if self.session is not None:
             self._apply(self.session.received(payload, self.reactor.seconds()))
 
-    def closed(self, protocol: MawebProtocol, code: int | None, reason: str | None) -> None:
+    def closed(self, protocol: MawebProtocol, reason: str | None) -> None:
         if protocol is not self._protocol and self._protocol is not None:
             return
         self._protocol = None
         self.session = None
         self._cancel_timer()
-        if code == 1009:
-            self.bad.drop("a message over the size limit", source=self.host)
         if self._stopping is not None:
             stopping, self._stopping = self._stopping, None
             stopping.callback(None)

@@ -261,6 +261,9 @@ class ClientSession:
             self._awaiting.pop(_WAIT_SESSION, None)
             if self._keepalive_at is None:
                 self._keepalive_at = now + self.timing.keepalive
+            if "playbacks" in self._awaiting:
+                # the console may ignore a request made under the old id: ask again
+                self._poll(now)
 
     def _restart_session(self, now: float) -> None:
         self.session = 0
@@ -314,8 +317,7 @@ class ClientSession:
 
     def _playbacks(self, answer: maweb.Playbacks, now: float) -> None:
         if "playbacks" not in self._awaiting:
-            self._r.bad.append("a playbacks answer nobody asked for")
-            return
+            return  # a late answer to a request that was asked again
         del self._awaiting["playbacks"]
         page_index = answer.page - 1
         for exec_index, seen in answer.executors.items():

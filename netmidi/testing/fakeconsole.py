@@ -62,6 +62,13 @@ class FakeConsoleProtocol(websocket.WebSocketServerProtocol):  # type: ignore[mi
     console: FakeConsole
     session: FakeSession | None = None
 
+    def onConnect(self, request: Any) -> None:
+        self.console.paths.append(
+            request.path
+            + ("?" if request.params else "")
+            + "&".join(f"{k}={v[0]}" for k, v in request.params.items())
+        )
+
     def onOpen(self) -> None:
         self.console._opened(self)
 
@@ -102,6 +109,7 @@ class FakeConsole:
         # model and records
         self.executors: dict[tuple[int, int], FakeExecutor] = {}
         self.received: list[JSON] = []
+        self.paths: list[str] = []
         self.rejected: list[JSON] = []
         self.bad_frames: list[bytes] = []
         self.sessions: dict[int, FakeSession] = {}
