@@ -271,13 +271,17 @@ class MawebClient:
     # -- time
 
     def _schedule(self) -> None:
-        self._cancel_timer()
-        if self.session is None:
+        """Have :meth:`_tick` run at the session's wakeup; an earlier timer is kept as it is
+        (ticking early is harmless), which saves a cancel and a callLater per event."""
+        when = self.session.wakeup() if self.session is not None else None
+        if when is None:
+            self._cancel_timer()
             return
-        when = self.session.wakeup()
-        if when is not None:
-            delay = max(0.0, when - self.reactor.seconds())
-            self._timer = self.reactor.callLater(delay, self._tick)
+        timer = self._timer
+        if timer is not None and timer.active() and timer.getTime() <= when:
+            return
+        self._cancel_timer()
+        self._timer = self.reactor.callLater(max(0.0, when - self.reactor.seconds()), self._tick)
 
     def _tick(self) -> None:
         self._timer = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from netmidi.codec import maweb
 from netmidi.codec.maweb import DOT2, GMA2, KeyInfo, MawebDecodeError
@@ -27,9 +28,11 @@ PRESSED_ABOVE = 0.9
 READ_RESOLUTION = 0.0005
 
 
-@dataclass(frozen=True)
-class Executor:
-    """An executor control as the show file names it: ``page1.fader5``, ``page2.button103``."""
+class Executor(NamedTuple):
+    """An executor control as the show file names it: ``page1.fader5``, ``page2.button103``.
+
+    A named tuple: it is hashed several times per routed event.
+    """
 
     page: int
     number: int
@@ -60,8 +63,7 @@ class Executor:
         return f"page{self.page}.{self.control}{self.number}"
 
 
-@dataclass(frozen=True)
-class CommandKey:
+class CommandKey(NamedTuple):
     """A command line key by name, pressed above 0.9 and released below."""
 
     key: KeyInfo
@@ -375,17 +377,21 @@ class ClientSession:
     def _fader(self, control: Executor, value: float, now: float) -> None:
         if self._sent.get(control) == value:
             # the console has it already; a value still waiting is outdated
-            self._pending.pop(control, None)
-            self._pending_at.pop(control, None)
+            if control in self._pending:
+                del self._pending[control]
+                del self._pending_at[control]
+            return
+        if control in self._pending:
+            self._pending[control] = value  # the latest value wins
             return
         due = self.state.fader_sent_at.get(control, -1e9) + self.state.fader_interval(
             self.timing, now
         )
-        if now >= due and control not in self._pending:
+        if now >= due:
             self._send_fader(control, value, now)
         else:
             self._pending[control] = value
-            self._pending_at.setdefault(control, due)
+            self._pending_at[control] = due
 
     def _send_fader(self, control: Executor, value: float, now: float) -> None:
         self._sent[control] = value
