@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+import netmidi
 from netmidi.codec.maweb import password_hash
 from netmidi.testing.daemon import DaemonProcess, start_daemon
 from netmidi.testing.fakeconsole import FakeConsole
@@ -91,3 +93,16 @@ class DaemonTests(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("show.yaml:", process.output)
         self.assertIn("expected flash on a fader executor 1-90", process.output)
+
+    @inlineCallbacks
+    def test_documented_example(self) -> Any:
+        """The show file on the backend's documentation page passes the daemon's check."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(netmidi.__file__)))
+        with open(os.path.join(root, "docs", "backends", "maweb.rst")) as page:
+            block = re.search(r"code-block:: yaml\n\n((?:   .*\n|\n)+)", page.read())
+        assert block is not None
+        example = "\n".join(line[3:] for line in block.group(1).splitlines())
+        process = self.daemon(self.write_show(example), "--check")
+        code = yield process.exit_code
+        self.assertEqual(code, 0, process.output)
+        self.assertIn("OK: 2 instances, 5 routes", process.output)
