@@ -5,4 +5,4 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 python -c "import autobahn.twisted.websocket, txaio" \
-    || pip install --quiet "autobahn>=24.4" "txaio>=23.1"
+    || python -m pip install --quiet "autobahn>=24.4" "txaio>=23.1"
