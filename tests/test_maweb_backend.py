@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -396,6 +397,23 @@ class RecoveryTests(MawebTestCase):
         yield self.wait(lambda: setup.latest("page1.fader1") == 0.3)
         self.assertEqual(setup.client.bad.total, 3)
         self.assertEqual(console.logins, 1)
+
+    @inlineCallbacks
+    def test_silent_server(self) -> Any:
+        """A server that never answers the upgrade is retried; stopping mid-handshake is clean."""
+        accepted: list[Protocol] = []
+
+        class Silent(Protocol):
+            def connectionMade(self) -> None:
+                accepted.append(self)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        setup = self.setup([f"127.0.0.1:{port.getHost().port}"])
+        yield self.wait(lambda: len(accepted) >= 2)
+        yield self.wait(lambda: setup.client._protocol is not None)
+        yield setup.backend.stopService()
+        yield self.wait(lambda: all(not p.transport.connected for p in accepted))
 
     @inlineCallbacks
     def test_huge_frame(self) -> Any:

@@ -266,7 +266,10 @@ class MawebClient:
                 protocol.sendMessage(frame.encode("utf-8"))
         self.session = None
         self._cancel_timer()
-        protocol.sendClose(1000)
+        if protocol.state == protocol.STATE_OPEN:
+            protocol.sendClose(1000)
+        else:  # still in the opening handshake (or already closing)
+            protocol.dropConnection(abort=True)
 
     # -- time
 
