@@ -89,8 +89,12 @@ class MawebTestCase(TestCase):
         self.addCleanup(console.stop)
         return console
 
-    def setup(self, hosts: list[str], *args: Any, **options: Any) -> Setup:
+    def setup(
+        self, hosts: list[str], *args: Any, timing: Timing | None = None, **options: Any
+    ) -> Setup:
         setup = Setup(hosts, *args, **options)
+        if timing is not None:
+            setup.backend.timing = timing
         setup.backend.startService()
         self.addCleanup(setup.backend.stopService)
         return setup
@@ -188,6 +192,32 @@ class LoginTests(MawebTestCase):
             yield self.wait(lambda: console.logins == 2)
         self.assertTrue(any("connection limit reached" in formatEvent(e) for e in events))
         self.assertTrue(second.client.session.logged_in)
+
+    @inlineCallbacks
+    def test_ipv6(self) -> Any:
+        """A console on ::1, written [::1]:port."""
+        console = FakeConsole(reactor, users={"netmidi": PASSWORD})
+        console.listen(interface="::1")
+        self.addCleanup(console.stop)
+        self.assertTrue(console.url.startswith("[::1]:"))
+        self.setup([console.url])
+        yield self.wait(lambda: console.logins == 1)
+
+    @inlineCallbacks
+    def test_duplicate_world_index(self) -> Any:
+        """Session messages with a duplicate worldIndex key (seen on consoles) are accepted."""
+        console = self.console()
+        console.duplicate_world_index = True
+        setup = self.setup([console.url])
+        yield self.wait(setup.ready)
+
+    @inlineCallbacks
+    def test_session_expiry(self) -> Any:
+        """A console that expires the session (keepalive too rare) drops it; netmidi returns."""
+        console = self.console(keepalive_timeout=0.5)
+        self.setup([console.url], timing=Timing(keepalive=5.0, answer_timeout=1.0))
+        yield self.wait(lambda: console.logins == 2)
+        self.assertEqual(list(console.sessions), [2])
 
     @inlineCallbacks
     def test_close_on_shutdown(self) -> Any:
@@ -455,6 +485,16 @@ class ParseTests(SynchronousTestCase):
             with self.assertRaises(OptionError) as caught:
                 parse_control(spec, cmdline)
             self.assertIn(words, str(caught.exception))
+
+    def test_quiet(self) -> None:
+        """Mapped inputs the remote never reports are warned about, unless quiet."""
+        for quiet, expected in ((False, 1), (True, 0)):
+            with capturedLogs() as events:
+                Setup(["127.0.0.1:9"], ["page1.upper1", "GO_PLUS", "page1.fader1"], quiet=quiet)
+            warnings = [formatEvent(e) for e in events if "never reports" in formatEvent(e)]
+            self.assertEqual(len(warnings), expected)
+            if warnings:
+                self.assertIn("GO_PLUS, page1.upper1", warnings[0])
 
     def test_options(self) -> None:
         """Hosts default to port 80; several hosts make a failover list."""

@@ -118,6 +118,7 @@ class FakeConsole:
         self.closed_sessions: list[int] = []
         self._counter = 0
         self._port: Any = None
+        self._interface = "127.0.0.1"
         self.port_number = 0
         self._lost: dict[FakeConsoleProtocol, list[Deferred[None]]] = {}
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
@@ -125,21 +126,24 @@ class FakeConsole:
 
     # -- lifecycle
 
-    def listen(self, port: int = 0) -> int:
-        """Listen on 127.0.0.1 (``port`` 0: any free port); fires with the port number."""
+    def listen(self, port: int = 0, interface: str = "127.0.0.1") -> int:
+        """Listen on loopback (``port`` 0: any free port); returns the port number."""
         factory = websocket.WebSocketServerFactory(reactor=self.reactor)
         factory.protocol = type("Protocol", (FakeConsoleProtocol,), {"console": self})
         factory.noisy = False
         factory.setProtocolOptions(
             openHandshakeTimeout=0, closeHandshakeTimeout=0, autoPingInterval=0
         )
-        self._port = self.reactor.listenTCP(port, factory, interface="127.0.0.1")
+        self._port = self.reactor.listenTCP(port, factory, interface=interface)
+        self._interface = interface
         self.port_number = self._port.getHost().port
         return self.port_number
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.port_number}"
+        """``host:port`` as a show file's ``host`` option takes it."""
+        host = f"[{self._interface}]" if ":" in self._interface else self._interface
+        return f"{host}:{self.port_number}"
 
     def stop(self) -> Deferred[None]:
         """Stop listening, drop every connection, cancel all timers."""
@@ -184,7 +188,7 @@ class FakeConsole:
         port_number = self.port_number
         d = self.stop()
         d.addCallback(lambda _: deferLater(self.reactor, down_for))
-        return d.addCallback(lambda _: self.listen(port_number))
+        return d.addCallback(lambda _: self.listen(port_number, self._interface))
 
     def until(self, condition: Callable[[], bool]) -> Deferred[None]:
         """Fires once ``condition()`` holds (checked after each message and state change)."""
