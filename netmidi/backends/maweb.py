@@ -268,8 +268,9 @@ class MawebClient:
         self._cancel_timer()
         if protocol.state == protocol.STATE_OPEN:
             protocol.sendClose(1000)
-        else:  # still in the opening handshake (or already closing)
+        elif protocol.state in (protocol.STATE_CONNECTING, protocol.STATE_PROXY_CONNECTING):
             protocol.dropConnection(abort=True)
+        # else it is closing already, with the goodbye still to be flushed: leave it be
 
     # -- time
 
