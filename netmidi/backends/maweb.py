@@ -394,11 +394,13 @@ class MawebInstance(Instance):
         return self.client.stop() if self.client is not None else succeed(None)
 
     def send(self, events: Sequence[Event]) -> None:
-        if self.client is None:
-            return
         for channel, value in events:
-            if isinstance(channel, (Executor, CommandKey)):
+            if not isinstance(channel, (Executor, CommandKey)):
+                continue
+            if self.client is not None:
                 self.client.output(channel, value.normalised)
+            else:  # before start: remembered, and the faders are sent at login
+                self.state.record(channel, value.normalised)
 
 
 class MawebBackend(Backend):
