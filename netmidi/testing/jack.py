@@ -8,10 +8,10 @@ environment variables. Debian's ``jackd2`` provides ``jackd`` and ``jack_wait``.
 from __future__ import annotations
 
 import os
-import time
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from typing import Any
 
