@@ -83,27 +83,34 @@ ApiFactory = Callable[[str, str], MidiApi]
 
 
 class _RtInput:
-    def __init__(self, port: Any) -> None:
+    """An open rtmidi port; closing it also takes it off its API's list of open ports."""
+
+    def __init__(self, port: Any, open_ports: list[Any]) -> None:
         self._port = port
+        self._open_ports = open_ports
+        open_ports.append(port)
 
     def close(self) -> None:
-        self._port.cancel_callback()
+        self._open_ports.remove(self._port)
+        if isinstance(self._port, rtmidi.MidiIn):
+            self._port.cancel_callback()
         self._port.close_port()
         self._port.delete()
 
 
-class _RtOutput:
-    def __init__(self, port: Any) -> None:
-        self._port = port
+class _RtOutput(_RtInput):
+    def __init__(self, port: Any, open_ports: list[Any]) -> None:
+        super().__init__(port, open_ports)
         self.send = port.send_message
-
-    def close(self) -> None:
-        self._port.close_port()
-        self._port.delete()
 
 
 class RtMidiApi:
-    """python-rtmidi behind :class:`MidiApi`; one rtmidi client per open port, as rtmidi wants."""
+    """python-rtmidi behind :class:`MidiApi`; one rtmidi client per open port, as rtmidi wants.
+
+    Port lists come from an open port of the same direction when there is one: with JACK every
+    rtmidi object is a client woken every period, so a separate scanning client would cost CPU
+    for as long as the daemon runs. A scanner exists only while no port of its direction is open.
+    """
 
     def __init__(self, api: str, client: str) -> None:
         compiled = rtmidi.get_compiled_api()
@@ -112,47 +119,65 @@ class RtMidiApi:
             names = ", ".join(rtmidi.get_api_name(a) for a in compiled)
             raise RuntimeError(f"API {api!r} is not built into python-rtmidi here ({names})")
         self._client = client
-        self._scan_in = rtmidi.MidiIn(self._api, client)
-        self._scan_out = rtmidi.MidiOut(self._api, client)
+        self._open: dict[type, list[Any]] = {rtmidi.MidiIn: [], rtmidi.MidiOut: []}
+        self._scanners: dict[type, Any] = {}
+        self.input_ports()  # an unusable API (no ALSA sequencer, no JACK server) fails here
+
+    def _ports(self, kind: type) -> list[str]:
+        open_ports = self._open[kind]
+        if open_ports:
+            lister = open_ports[0]
+        else:
+            lister = self._scanners.get(kind)
+            if lister is None:
+                lister = self._scanners[kind] = kind(self._api, self._client)
+        names: list[str] = lister.get_ports()
+        return names
 
     def input_ports(self) -> list[str]:
-        ports: list[str] = self._scan_in.get_ports()
-        return ports
+        return self._ports(rtmidi.MidiIn)
 
     def output_ports(self) -> list[str]:
-        ports: list[str] = self._scan_out.get_ports()
-        return ports
+        return self._ports(rtmidi.MidiOut)
 
     def open_input(self, index: int | None, name: str, deliver: Deliver) -> MidiInputPort:
         port = rtmidi.MidiIn(self._api, self._client)
         try:
             port.ignore_types(sysex=False, timing=False, active_sense=False)
             port.set_callback(lambda event, _data: deliver(event[0]))
-            self._open(port, index, name)
+            self._open_port(port, index, name)
         except BaseException:
             port.delete()
             raise
-        return _RtInput(port)
+        self._drop_scanner(rtmidi.MidiIn)
+        return _RtInput(port, self._open[rtmidi.MidiIn])
 
     def open_output(self, index: int | None, name: str) -> MidiOutputPort:
         port = rtmidi.MidiOut(self._api, self._client)
         try:
-            self._open(port, index, name)
+            self._open_port(port, index, name)
         except BaseException:
             port.delete()
             raise
-        return _RtOutput(port)
+        self._drop_scanner(rtmidi.MidiOut)
+        return _RtOutput(port, self._open[rtmidi.MidiOut])
 
     @staticmethod
-    def _open(port: Any, index: int | None, name: str) -> None:
+    def _open_port(port: Any, index: int | None, name: str) -> None:
         if index is None:
             port.open_virtual_port(name)
         else:
             port.open_port(index, name)
 
+    def _drop_scanner(self, kind: type) -> None:
+        scanner = self._scanners.pop(kind, None)
+        if scanner is not None:
+            scanner.delete()
+
     def close(self) -> None:
-        self._scan_in.delete()
-        self._scan_out.delete()
+        for scanner in self._scanners.values():
+            scanner.delete()
+        self._scanners.clear()
 
 
 def match_port(spec: str, names: Sequence[str]) -> int | None:
