@@ -265,7 +265,7 @@ def _override_value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return text if isinstance(value, (dict, list)) or value is None and text.strip() else value
+    return text if value is None and text.strip() else value
 
 
 def apply_overrides(
