@@ -7,7 +7,8 @@ receivers do not declare source loss (2.5 s).
 
 The rate cap is a virtual-clock limiter (GCRA) rather than a fixed minimum gap: the long-term rate
 never exceeds 44 Hz, but a frame that arrives a little early because of input jitter goes out at
-once instead of waiting a whole period, which keeps the added latency low.
+once instead of waiting a whole period, which keeps the added latency low; a repeat that went out
+just before a change does not hold the change back either.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Final
 
 PERIOD: Final = 1 / 44
 """Minimum average interval between packets of one universe."""
-TOLERANCE: Final = PERIOD / 2
-"""How early a frame may go out against the 44 Hz virtual clock."""
+TOLERANCE: Final = PERIOD
+"""How early a frame may go out against the 44 Hz virtual clock (a burst of two at most)."""
 REPEATS: Final = 3
+REPEAT_GAP: Final = 2 * PERIOD
+"""Repeats wait two frame periods, so that with input at 44 Hz they never push a change back."""
 KEEPALIVE: Final = 0.85
 """Inside the 800-1000 ms the standard asks for, with margin for timer lateness."""
 
@@ -45,7 +48,7 @@ class SendSchedule:
         if self.pending:
             return allowed
         if self.repeats:
-            return max(allowed, self._last + PERIOD)
+            return max(allowed, self._last + REPEAT_GAP)
         return self._last + KEEPALIVE
 
     def sent(self, now: float) -> None:
