@@ -63,6 +63,7 @@ TERMINATE_COUNT = 3
 SOURCE_LIST_EXPIRY = 20.0
 MAX_LISTED_SOURCES = 1024
 
+_BYTE = tuple(bytes((n,)) for n in range(256))
 _CHANNEL = re.compile(r"(\d+)(?:\+(\d+))?")
 _NAMESPACE = uuid.UUID("8b0a1cbe-6c5f-4d8e-9a43-2f5c0e4b7d21")
 
@@ -537,7 +538,7 @@ class SacnBackend(Backend):
         instance.sequence = (sequence + 1) & 0xFF
         if options:
             header = header[:112] + bytes((header[112] | options,)) + header[113:]
-        packet = header[:111] + bytes((sequence,)) + header[112:] + frame
+        packet = b"".join((header[:111], _BYTE[sequence], header[112:], frame))
         for sock, address in instance.destinations:
             self._sendto(sock, packet, address)
         instance.schedule.sent(now)

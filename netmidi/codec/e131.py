@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 PORT = 5568
 DISCOVERY_UNIVERSE = 64214
@@ -46,14 +47,30 @@ DISCOVERY_HEADER = 120
 _DATA = struct.Struct(">HI16sHI64sBHBBHHBBHHHB")
 _SYNC = struct.Struct(">HI16sHIBHH")
 _DISCOVERY = struct.Struct(">HI16sHI64s4xHIBB")
+_FRAMING_FIELDS = struct.Struct(">BHBBH")  # priority, sync address, sequence, options, universe
+
+
+def _fixed_fields(size: int) -> tuple[bytes, bytes, bytes]:
+    """The constant parts of a valid data packet of ``size`` bytes (root, framing, DMP)."""
+    return (
+        _PREAMBLE + struct.pack(">HI", 0x7000 | (size - 16), ROOT_DATA),
+        struct.pack(">HI", 0x7000 | (size - 38), FRAMING_DATA),
+        struct.pack(
+            ">HBBHHH", 0x7000 | (size - 115), DMP_SET_PROPERTY, DMP_ADDRESS_DATA_TYPE, 0, 1,
+            size - DATA_HEADER + 1,
+        ),
+    )  # fmt: skip
+
+
+# Receiving is the hot path: a valid data packet is recognised by three slice comparisons.
+_DATA_FIXED = {size: _fixed_fields(size) for size in range(DATA_HEADER, DATA_HEADER + SLOTS + 1)}
 
 
 class DecodeError(ValueError):
     """A datagram is not a valid E1.31 packet; the message says which field is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class DataPacket:
+class DataPacket(NamedTuple):
     """A data packet: levels (start code 0x00), per-address priorities (0xDD) or other data."""
 
     cid: bytes
@@ -79,8 +96,7 @@ class DataPacket:
         return bool(self.options & OPTION_FORCE_SYNC)
 
 
-@dataclass(frozen=True, slots=True)
-class SyncPacket:
+class SyncPacket(NamedTuple):
     """Universe synchronisation: release data held for ``sync_address``."""
 
     cid: bytes
@@ -88,8 +104,7 @@ class SyncPacket:
     sync_address: int
 
 
-@dataclass(frozen=True, slots=True)
-class DiscoveryPacket:
+class DiscoveryPacket(NamedTuple):
     """One page of a source's sorted list of the universes it sends."""
 
     cid: bytes
@@ -230,6 +245,7 @@ def _flags_length(value: int, expected: int, layer: str) -> None:
         raise DecodeError(f"{layer} length is {value & 0x0FFF}, the packet gives {expected}")
 
 
+@lru_cache(maxsize=256)
 def _name(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
@@ -237,6 +253,29 @@ def _name(raw: bytes) -> str:
 def decode(datagram: bytes) -> Packet:
     """Decode one E1.31 datagram, validating every fixed field."""
     size = len(datagram)
+    fixed = _DATA_FIXED.get(size)
+    if (
+        fixed is not None
+        and datagram[:22] == fixed[0]
+        and datagram[38:44] == fixed[1]
+        and datagram[115:125] == fixed[2]
+    ):
+        priority, sync_address, sequence, options, universe = _FRAMING_FIELDS.unpack_from(
+            datagram, 108
+        )
+        if priority <= PRIORITY_MAX and UNIVERSE_MIN <= universe <= UNIVERSE_MAX:
+            return DataPacket(
+                datagram[22:38],
+                _name(datagram[44:108]),
+                priority,
+                sync_address,
+                sequence,
+                options,
+                universe,
+                datagram[125],
+                datagram[126:],
+            )
+    # anything else: the general path, which also says precisely what is wrong
     if size < SYNC_LENGTH:
         raise DecodeError(f"truncated packet of {size} bytes")
     if datagram[:16] != _PREAMBLE:

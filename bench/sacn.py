@@ -1,0 +1,257 @@
+"""Benchmark the sACN backend over loopback multicast (run inside ../shared/netlab).
+
+U input universes at 44 Hz, every one of the 512 slots changing every frame, each mapped slot
+for slot to one of U output universes. Three processes: a paced sender, the daemon (the sACN
+backend in its own reactor) and a receiver. Prints packets per second in and out, packets lost,
+the daemon's CPU time per input packet, its peak RSS, and the added latency p50/p99 (input packet
+sent -> output packet received). ``--flood`` sends as fast as possible for 5 s instead, then one
+last frame, and checks that this last frame is what comes out.
+
+    ../shared/netlab -- /work/venv/bin/python bench/sacn.py 64 200 400
+    ../shared/netlab -- /work/venv/bin/python bench/sacn.py --flood 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from netmidi.codec import e131  # noqa: E402
+
+FPS = 44
+OUT_BASE = 1000
+PEER = bytes(range(16))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def serve(universes: int) -> None:
+    """The daemon side: the backend alone in a reactor, until SIGTERM; prints its counters."""
+    from twisted.internet import reactor
+
+    from netmidi.backend import Route
+    from netmidi.backends.sacn import SacnBackend
+    from netmidi.options import parse_options
+
+    options, _ = parse_options(
+        SacnBackend.all_global_options(), {"interface": "127.0.0.1", "name": "bench"}
+    )
+    backend = SacnBackend(reactor, options)
+    routes = []
+    for u in range(1, universes + 1):
+        inp = backend.add_instance(
+            f"in{u}", parse_options(backend.instance_options, {"universe": u})[0]
+        )
+        out = backend.add_instance(
+            f"out{u}", parse_options(backend.instance_options, {"universe": OUT_BASE + u})[0]
+        )
+        routes += [Route(inp, n, out, n) for n in range(1, 513)]
+    backend.claim_routes(routes)
+    backend.startService()
+
+    def report() -> None:  # the reactor stops on SIGTERM
+        lost = sum(i.merger.lost_packets for i in backend.instances.values())  # type: ignore[attr-defined]
+        print(json.dumps({"bad": dict(backend.bad.counts), "seq_lost": lost}), flush=True)
+
+    reactor.addSystemEventTrigger("before", "shutdown", report)
+    print("ready", flush=True)
+    reactor.run()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def frame_slots(frame: int) -> bytes:
+    return struct.pack(">I", frame) + bytes((frame * 7 + i) & 0xFF for i in range(508))
+
+
+def send(universes: int, seconds: float, flood: bool, result: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    headers = [e131.data_header(PEER, "bench", u) for u in range(1, universes + 1)]
+    groups = [(e131.ipv4_group(u), e131.PORT) for u in range(1, universes + 1)]
+    sent: dict[tuple[int, int], float] = {}  # (universe, frame) -> time it was sent
+    start = time.monotonic()
+    frame = 0
+    count = 0
+    while True:
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        if not flood:
+            target = start + frame / FPS
+            if now < target:
+                time.sleep(target - now)
+        slots = frame_slots(frame)
+        sequence = bytes((frame & 0xFF,))
+        for universe, (header, group) in enumerate(zip(headers, groups, strict=True), 1):
+            packet = header[:111] + sequence + header[112:] + slots
+            at = time.monotonic()
+            try:
+                sock.sendto(packet, group)
+            except BlockingIOError:
+                continue
+            sent[universe, frame] = at
+            count += 1
+        frame += 1
+    if flood:  # the flood ends: one last frame, a little later, must be what comes out
+        time.sleep(0.05)
+        slots = frame_slots(frame)
+        for universe, (header, group) in enumerate(zip(headers, groups, strict=True), 1):
+            sock.sendto(header[:111] + bytes((frame & 0xFF,)) + header[112:] + slots, group)
+            sent[universe, frame] = time.monotonic()
+            count += 1
+        frame += 1
+    result.put((count, frame, time.monotonic() - start, sent))
+
+
+def receive(
+    universes: int, seconds: float, ready: multiprocessing.Event, result: multiprocessing.Queue
+) -> None:  # type: ignore[type-arg]
+    socks = []
+    for first in range(1, universes + 1, 20):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("", e131.PORT))
+        sock.setsockopt(socket.IPPROTO_IP, 49, 0)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, 33, 32 * 1024 * 1024)  # SO_RCVBUFFORCE
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024 * 1024)
+        for u in range(first, min(first + 20, universes + 1)):
+            group = socket.inet_aton(e131.ipv4_group(OUT_BASE + u)) + socket.inet_aton("127.0.0.1")
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
+        sock.setblocking(False)
+        socks.append(sock)
+    ready.set()
+    arrived: dict[tuple[int, int], float] = {}
+    last: dict[int, int] = {}
+    packets = 0
+    end = time.monotonic() + seconds
+    poller = select.epoll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poller.register(fd, select.EPOLLIN)
+    while time.monotonic() < end:
+        for fd, _ in poller.poll(0.1):
+            sock = by_fd[fd]
+            while True:
+                try:
+                    data = sock.recv(1000)
+                except BlockingIOError:
+                    break
+                now = time.monotonic()
+                packets += 1
+                universe = int.from_bytes(data[113:115], "big") - OUT_BASE
+                frame = int.from_bytes(data[126:130], "big")
+                arrived.setdefault((universe, frame), now)
+                last[universe] = frame
+    result.put((packets, arrived, last))
+
+
+def run(universes: int, seconds: float, flood: bool) -> dict[str, object]:
+    daemon = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(universes)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert daemon.stdout is not None
+    daemon.stdout.readline()  # "ready"
+    time.sleep(0.5)
+    results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    ready = multiprocessing.Event()
+    rx = multiprocessing.Process(target=receive, args=(universes, seconds + 2.5, ready, results))
+    rx.start()
+    ready.wait()
+    time.sleep(0.3)
+    cpu_before = cpu_seconds(daemon.pid)
+    tx = multiprocessing.Process(target=send, args=(universes, seconds, flood, results))
+    tx.start()
+    first = results.get()
+    second = results.get()
+    sent_info, received = (first, second) if len(first) == 4 else (second, first)
+    tx.join()
+    rx.join()
+    cpu = cpu_seconds(daemon.pid) - cpu_before
+    rss = peak_rss_mb(daemon.pid)
+    daemon.send_signal(signal.SIGTERM)
+    counters = json.loads(daemon.communicate(timeout=10)[0].strip().splitlines()[-1])
+    count, frames, elapsed, sent_at = sent_info
+    packets, arrived, last = received
+    expected = sent_at.keys()
+    delivered = expected & arrived.keys()
+    latencies = sorted(arrived[k] - sent_at[k] for k in delivered)
+
+    def pct(p: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+            if latencies
+            else float("nan")
+        )
+
+    report: dict[str, object] = {
+        "universes": universes,
+        "mode": "flood" if flood else "44 Hz",
+        "in_pps": round(count / elapsed),
+        "out_pps": round(packets / elapsed),
+        "frames_lost": len(expected) - len(delivered),
+        "daemon_seq_lost": counters["seq_lost"],
+        "daemon_bad": counters["bad"],
+        "cpu_us_per_in_packet": round(cpu / count * 1e6, 1),
+        "daemon_cpu_share": round(cpu / elapsed, 2),
+        "peak_rss_mb": round(rss, 1),
+        "latency_p50_ms": round(pct(0.5), 2),
+        "latency_p99_ms": round(pct(0.99), 2),
+    }
+    if flood:
+        # latency of a flood frame is meaningless; what matters is that the last state came out
+        report["last_frame_out"] = sum(
+            1 for u in range(1, universes + 1) if last.get(u) == frames - 1
+        )
+        report["frames_lost"] = "n/a (flood: the output is capped at 44 Hz by design)"
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("universes", type=int, nargs="*", default=[64, 200])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--flood", action="store_true")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if os.environ.get("NETMIDI_NETLAB") != "1":
+        sys.exit("run inside the network lab: ../shared/netlab -- python bench/sacn.py")
+    for universes in args.universes:
+        seconds = 5.0 if args.flood else args.seconds
+        print(json.dumps(run(universes, seconds, args.flood)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
