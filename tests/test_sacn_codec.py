@@ -164,11 +164,17 @@ class RejectTests(SynchronousTestCase):
         )
 
     def test_fields(self) -> None:
-        self.assertIn("first address", self.reason(GOLDEN_DATA[:120] + b"\x01" + GOLDEN_DATA[121:]))
-        self.assertIn("priority 201", self.reason(GOLDEN_DATA[:108] + b"\xc9" + GOLDEN_DATA[109:]))
-        self.assertIn("universe 0", self.reason(data(universe=0)))
-        self.assertIn("universe 64214", self.reason(data(universe=64214)))
-        self.assertIn("sync packet of 50", self.reason(GOLDEN_SYNC + b"\0"))
+        self.assertIn(
+            "first address or increment",
+            self.reason(GOLDEN_DATA[:120] + b"\x01" + GOLDEN_DATA[121:]),
+        )
+        self.assertIn(
+            "priority out of range: 201",
+            self.reason(GOLDEN_DATA[:108] + b"\xc9" + GOLDEN_DATA[109:]),
+        )
+        self.assertIn("universe out of range: 0", self.reason(data(universe=0)))
+        self.assertIn("universe out of range: 64214", self.reason(data(universe=64214)))
+        self.assertIn("sync packet size: 50", self.reason(GOLDEN_SYNC + b"\0"))
         self.assertIn("not sorted", self.reason(e131.encode_discovery(CID, "n", 0, 0, [3, 2])))
         self.assertIn("after the last page", self.reason(e131.encode_discovery(CID, "n", 2, 1, [])))
 
@@ -195,7 +201,8 @@ class FuzzTests(SynchronousTestCase):
         try:
             packet = e131.decode(datagram)
         except e131.DecodeError as error:
-            self.assertTrue(str(error))
+            kind, _, detail = str(error).partition(": ")
+            self.assertFalse(any(c.isdigit() for c in kind), kind)  # drops are counted by kind
             return
         if isinstance(packet, e131.DataPacket):
             again = e131.encode_data(

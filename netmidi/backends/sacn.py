@@ -15,6 +15,7 @@ ask for a large receive buffer, because a rig's universes arrive back to back ea
 from __future__ import annotations
 
 import errno
+import heapq
 import re
 import socket
 import struct
@@ -56,7 +57,9 @@ IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 MAX_JOINS = 20
 """Linux's default net.ipv4.igmp_max_memberships, which applies per socket."""
-RECEIVE_BUFFER = 32 * 1024 * 1024
+RECEIVE_BUFFER = 1024 * 1024
+"""Per socket (20 groups): ~700 full packets, 35 frames of its universes; a bigger one only adds
+lag under a flood, because the backlog is stale by the time it is read."""
 DISCOVERY_INTERVAL = 10.0
 EXPIRY_INTERVAL = 0.25
 TERMINATE_COUNT = 3
@@ -199,7 +202,7 @@ class SacnInstance(Instance):
         self.header = b""
         self.destinations: list[Destination] = []
         self.unicast_targets: list[Destination] = []
-        self.timer: DelayedCall | None = None
+        self.due = float("inf")  # when its valid entry in the backend's send heap is due
 
     def parse_channel(self, spec: str) -> Channel:
         match = _CHANNEL.fullmatch(spec.strip())
@@ -350,6 +353,8 @@ class SacnBackend(Backend):
         self._sync_sequence: dict[int, int] = {}
         self._sync_due: set[int] = set()
         self._sync_call: DelayedCall | None = None
+        self._due: list[tuple[float, int, SacnInstance]] = []
+        self._timer: DelayedCall | None = None
         self.source_list: dict[bytes, tuple[str, frozenset[int], float]] = {}
         self._discovery_pages: dict[bytes, dict[int, tuple[int, ...]]] = {}
         # per bind descriptor: IPv4 and IPv6 send sockets, one per interface
@@ -407,7 +412,7 @@ class SacnBackend(Backend):
         try:
             packet = e131.decode(datagram)
         except e131.DecodeError as error:
-            self.bad.drop(str(error), source=addr[0])
+            self._drop(error, addr)
             return
         if packet.cid == self.cid:
             return  # our own stream, looped back
@@ -415,10 +420,7 @@ class SacnBackend(Backend):
         if type(packet) is e131.DataPacket:
             receivers = self._inputs.get(packet.universe)
             if receivers is None:
-                self.bad.drop(
-                    f"data for universe {packet.universe}, which no instance receives",
-                    source=addr[0],
-                )
+                self.bad.drop("data for a universe no instance receives", source=addr[0])
                 return
             for instance in receivers:
                 merger = instance.merger
@@ -428,7 +430,7 @@ class SacnBackend(Backend):
                 try:
                     changed = merger.data(packet, now)
                 except Rejected as error:
-                    self.bad.drop(f"universe {packet.universe}: {error}", source=addr[0])
+                    self._drop(error, addr)
                     continue
                 if changed:
                     self._deliver(instance, old, now)
@@ -439,13 +441,18 @@ class SacnBackend(Backend):
                     try:
                         changed = instance.merger.sync(packet, now)
                     except Rejected as error:
-                        self.bad.drop(str(error), source=addr[0])
+                        self._drop(error, addr)
                         return
                     if changed:
                         self._deliver(instance, old, now)
         else:
             assert isinstance(packet, e131.DiscoveryPacket)
             self._discovered(packet, now)
+
+    def _drop(self, error: Exception, addr: Any) -> None:
+        """Count by the kind of problem only, so that the counters stay bounded under attack."""
+        kind, _, detail = str(error).partition(": ")
+        self.bad.drop(kind, source=f"{addr[0]} ({detail})" if detail else addr[0])
 
     def _deliver(self, instance: SacnInstance, old: Levels, now: float) -> None:
         new = instance.merger.levels
@@ -515,20 +522,36 @@ class SacnBackend(Backend):
             self._kick(instance, now)
 
     def _kick(self, instance: SacnInstance, now: float) -> None:
+        """Send now if due, and keep one heap entry for the next time this universe is due."""
         due = instance.schedule.next_time()
         if due <= now:
             self._transmit(instance, now)
             due = instance.schedule.next_time()
-        timer = instance.timer
-        if timer is not None and timer.active():
-            if timer.getTime() != due:
+        if due != instance.due:
+            instance.due = due
+            heapq.heappush(self._due, (due, id(instance), instance))
+            timer = self._timer
+            if timer is None:
+                self._timer = self.reactor.callLater(max(due - now, 0.0), self._run_due)
+            elif due < timer.getTime():
                 timer.reset(max(due - now, 0.0))
-        else:
-            instance.timer = self.reactor.callLater(max(due - now, 0.0), self._timer, instance)
 
-    def _timer(self, instance: SacnInstance) -> None:
-        instance.timer = None
-        self._kick(instance, self.reactor.seconds())
+    def _run_due(self) -> None:
+        """One timer for all universes: repeats, keep-alives and frames held by the 44 Hz cap.
+
+        A heap with lazily dropped stale entries instead of a DelayedCall per universe, whose
+        rescheduling costs a scan of the reactor's whole timer list.
+        """
+        self._timer = None
+        now = self.reactor.seconds()
+        heap = self._due
+        while heap and heap[0][0] <= now:
+            due, _, instance = heapq.heappop(heap)
+            if due == instance.due and instance.destinations:
+                instance.due = float("inf")
+                self._kick(instance, now)
+        if heap and self._timer is None:
+            self._timer = self.reactor.callLater(max(heap[0][0] - now, 0.0), self._run_due)
 
     def _transmit(self, instance: SacnInstance, now: float, options: int = 0) -> None:
         frame = instance.levels.tobytes()
@@ -775,10 +798,10 @@ class SacnBackend(Backend):
             if loop.running:
                 loop.stop()
         senders = [i for i in self._instances() if i.destinations]
-        for instance in senders:
-            if instance.timer is not None and instance.timer.active():
-                instance.timer.cancel()
-            instance.timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._due = []
         if self._sync_call is not None and self._sync_call.active():
             self._sync_call.cancel()
         self._sync_call = None

@@ -67,7 +67,10 @@ _DATA_FIXED = {size: _fixed_fields(size) for size in range(DATA_HEADER, DATA_HEA
 
 
 class DecodeError(ValueError):
-    """A datagram is not a valid E1.31 packet; the message says which field is wrong."""
+    """A datagram is not a valid E1.31 packet.
+
+    The message is ``kind: detail``; the kind alone (no numbers) is what drops are counted by.
+    """
 
 
 class DataPacket(NamedTuple):
@@ -240,9 +243,9 @@ def ipv6_group(universe: int) -> str:
 
 def _flags_length(value: int, expected: int, layer: str) -> None:
     if value & 0xF000 != 0x7000:
-        raise DecodeError(f"{layer} flags are 0x{value >> 12:x}, expected 0x7")
+        raise DecodeError(f"wrong {layer} flags: 0x{value >> 12:x}, expected 0x7")
     if value & 0x0FFF != expected:
-        raise DecodeError(f"{layer} length is {value & 0x0FFF}, the packet gives {expected}")
+        raise DecodeError(f"wrong {layer} length: {value & 0x0FFF}, the packet gives {expected}")
 
 
 @lru_cache(maxsize=256)
@@ -277,7 +280,7 @@ def decode(datagram: bytes) -> Packet:
             )
     # anything else: the general path, which also says precisely what is wrong
     if size < SYNC_LENGTH:
-        raise DecodeError(f"truncated packet of {size} bytes")
+        raise DecodeError(f"truncated packet: {size} bytes")
     if datagram[:16] != _PREAMBLE:
         if datagram[:4] != _PREAMBLE[:4]:
             raise DecodeError("wrong preamble or post-amble size")
@@ -291,15 +294,15 @@ def decode(datagram: bytes) -> Packet:
             return _decode_sync(datagram, size)
         if extended == EXTENDED_DISCOVERY:
             return _decode_discovery(datagram, size)
-        raise DecodeError(f"unknown extended framing vector 0x{extended:08x}")
-    raise DecodeError(f"unknown root vector 0x{vector:08x}")
+        raise DecodeError(f"unknown extended framing vector: 0x{extended:08x}")
+    raise DecodeError(f"unknown root vector: 0x{vector:08x}")
 
 
 def _decode_data(datagram: bytes, size: int) -> DataPacket:
     if size < DATA_HEADER:
-        raise DecodeError(f"truncated data packet of {size} bytes, expected at least 126")
+        raise DecodeError(f"truncated data packet: {size} bytes, expected at least 126")
     if size > DATA_HEADER + SLOTS:
-        raise DecodeError(f"oversized data packet of {size} bytes, expected at most 638")
+        raise DecodeError(f"oversized data packet: {size} bytes, expected at most 638")
     (
         root_fl,
         _vector,
@@ -323,22 +326,24 @@ def _decode_data(datagram: bytes, size: int) -> DataPacket:
     _flags_length(root_fl, size - 16, "root layer")
     _flags_length(framing_fl, size - 38, "framing layer")
     if framing_vector != FRAMING_DATA:
-        raise DecodeError(f"wrong framing vector 0x{framing_vector:08x}, expected 0x00000002")
+        raise DecodeError(f"wrong framing vector: 0x{framing_vector:08x}, expected 0x00000002")
     _flags_length(dmp_fl, size - 115, "DMP layer")
     if dmp_vector != DMP_SET_PROPERTY:
-        raise DecodeError(f"wrong DMP vector 0x{dmp_vector:02x}, expected 0x02")
+        raise DecodeError(f"wrong DMP vector: 0x{dmp_vector:02x}, expected 0x02")
     if address_type != DMP_ADDRESS_DATA_TYPE:
-        raise DecodeError(f"wrong address and data type 0x{address_type:02x}, expected 0xa1")
+        raise DecodeError(f"wrong address and data type: 0x{address_type:02x}, expected 0xa1")
     if first_address != 0 or increment != 1:
         raise DecodeError(
-            f"first address {first_address} and increment {increment}, expected 0 and 1"
+            f"wrong first address or increment: {first_address} and {increment}, expected 0 and 1"
         )
     if count != size - DATA_HEADER + 1:
-        raise DecodeError(f"property value count {count} does not match {size - 125} values")
+        raise DecodeError(f"wrong property value count: {count} for {size - 125} values")
     if priority > PRIORITY_MAX:
-        raise DecodeError(f"priority {priority} above {PRIORITY_MAX}")
+        raise DecodeError(f"priority out of range: {priority}, expected at most {PRIORITY_MAX}")
     if not UNIVERSE_MIN <= universe <= UNIVERSE_MAX:
-        raise DecodeError(f"universe {universe} outside {UNIVERSE_MIN}-{UNIVERSE_MAX}")
+        raise DecodeError(
+            f"universe out of range: {universe}, expected {UNIVERSE_MIN}-{UNIVERSE_MAX}"
+        )
     return DataPacket(
         cid,
         _name(name),
@@ -354,23 +359,25 @@ def _decode_data(datagram: bytes, size: int) -> DataPacket:
 
 def _decode_sync(datagram: bytes, size: int) -> SyncPacket:
     if size != SYNC_LENGTH:
-        raise DecodeError(f"sync packet of {size} bytes, expected 49")
+        raise DecodeError(f"wrong sync packet size: {size} bytes, expected 49")
     root_fl, _vector, cid, framing_fl, _extended, sequence, sync_address, _reserved = (
         _SYNC.unpack_from(datagram, 16)
     )
     _flags_length(root_fl, size - 16, "root layer")
     _flags_length(framing_fl, size - 38, "framing layer")
     if not UNIVERSE_MIN <= sync_address <= UNIVERSE_MAX:
-        raise DecodeError(f"sync address {sync_address} outside {UNIVERSE_MIN}-{UNIVERSE_MAX}")
+        raise DecodeError(
+            f"sync address out of range: {sync_address}, expected {UNIVERSE_MIN}-{UNIVERSE_MAX}"
+        )
     return SyncPacket(cid, sequence, sync_address)
 
 
 def _decode_discovery(datagram: bytes, size: int) -> DiscoveryPacket:
     if size < DISCOVERY_HEADER:
-        raise DecodeError(f"truncated discovery packet of {size} bytes")
+        raise DecodeError(f"truncated discovery packet: {size} bytes")
     listed, odd = divmod(size - DISCOVERY_HEADER, 2)
     if odd or listed > DISCOVERY_PAGE:
-        raise DecodeError(f"discovery packet of {size} bytes is not a list of universes")
+        raise DecodeError(f"malformed discovery list: {size} bytes is not a list of universes")
     root_fl, _vector, cid, framing_fl, _extended, name, list_fl, list_vector, page, last = (
         _DISCOVERY.unpack_from(datagram, 16)
     )
@@ -378,9 +385,9 @@ def _decode_discovery(datagram: bytes, size: int) -> DiscoveryPacket:
     _flags_length(framing_fl, size - 38, "framing layer")
     _flags_length(list_fl, size - 112, "universe discovery layer")
     if list_vector != DISCOVERY_LIST:
-        raise DecodeError(f"wrong universe discovery vector 0x{list_vector:08x}")
+        raise DecodeError(f"wrong universe discovery vector: 0x{list_vector:08x}")
     if page > last:
-        raise DecodeError(f"discovery page {page} after the last page {last}")
+        raise DecodeError(f"discovery page out of range: {page} after the last page {last}")
     universes = struct.unpack_from(f">{listed}H", datagram, DISCOVERY_HEADER)
     if any(a >= b for a, b in zip(universes, universes[1:], strict=False)):
         raise DecodeError("discovery universe list is not sorted")

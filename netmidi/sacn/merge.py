@@ -42,7 +42,7 @@ ZERO.flags.writeable = False
 
 
 class Rejected(Exception):
-    """A data or sync packet dropped by the receive rules; the message says why."""
+    """A data or sync packet dropped by the receive rules; the message is ``kind: detail``."""
 
 
 def sequence_step(last: int, new: int) -> int:
@@ -137,7 +137,7 @@ class UniverseMerger:
             if packet.terminated:
                 return False
             if len(self.sources) >= MAX_SOURCES:
-                raise Rejected(f"more than {MAX_SOURCES} sources on one universe")
+                raise Rejected(f"too many sources: more than {MAX_SOURCES} on one universe")
             source = self.sources[cid] = Source(cid, packet.source_name, now)
         else:
             step = sequence_step(source.sequence, packet.sequence)
