@@ -240,7 +240,7 @@ class OlaTests(TestCase):
 
     def get_dmx(self, universe: int) -> list[int]:
         url = f"http://127.0.0.1:9090/get_dmx?u={universe}"
-        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - lab-local olad
+        with urllib.request.urlopen(url, timeout=5) as reply:
             levels: list[int] = json.load(reply)["dmx"]
         return levels
 
