@@ -126,6 +126,138 @@ class ClaimTests(SynchronousTestCase):
         self.assertIs(copy.target, b)
 
 
+class FakePort:
+    """What listenMulticast returns, with a real but idle socket so that setsockopt works."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def stopListening(self) -> None:
+        self.socket.close()
+
+
+class ClockReactor(task.Clock):
+    """task.Clock plus listenMulticast: the backend's timing without a network."""
+
+    def listenMulticast(self, *args: Any, **kwargs: Any) -> FakePort:
+        return FakePort()
+
+
+class ClockTests(SynchronousTestCase):
+    """Timers and state with task.Clock; what would be sent is captured, nothing goes out."""
+
+    def setUp(self) -> None:
+        self.clock = ClockReactor()
+        self.sent: list[tuple[float, str, e131.Packet]] = []
+
+    def backend(self, instances: Mapping[str, Mapping[str, Any]], **options: Any) -> SacnBackend:
+        backend = make_backend(instances, clock=self.clock, **options)
+
+        def capture(sock: socket.socket, packet: bytes, address: tuple[str, int]) -> None:
+            self.sent.append((self.clock.seconds(), address[0], e131.decode(packet)))
+
+        backend._sendto = capture  # type: ignore[method-assign]
+        return backend
+
+    def data_sent(self, group: str) -> list[tuple[float, e131.DataPacket]]:
+        return [(t, p) for t, a, p in self.sent if a == group and isinstance(p, e131.DataPacket)]
+
+    def test_source_loss_after_2_5_s(self) -> None:
+        backend = self.backend({"in": {"universe": 1}})
+        instance = sacn(backend, "in")
+        instance.mapped(frozenset({1}), frozenset())
+        sink = Sink()
+        instance.attach(sink)
+        backend.startService()
+        backend.received(e131.encode_data(PEER, "p", 1, 0, b"\x80"), ("10.0.0.9", 5568))
+        self.assertEqual(sink.events, [("in", [(1, Value.from_raw(128, 8))])])
+        self.clock.advance(2.4)
+        self.assertEqual(len(sink.events), 1)
+        self.clock.pump([0.25] * 2)
+        self.assertEqual(sink.events[-1], ("in", [(1, Value.from_raw(0, 8))]))
+        self.assertEqual(instance.merger.sources, {})
+
+    def test_send_timing_change_repeats_keepalive(self) -> None:
+        backend = self.backend({"out": {"universe": 9, "priority": 100}})
+        out = sacn(backend, "out")
+        backend.startService()
+        self.clock.advance(0.5)
+        out.send([(1, Value.from_raw(10, 8))])
+        self.clock.pump([0.001] * 3000)
+        times = [round(t, 3) for t, p in self.data_sent("239.255.0.9") if p.slots[0] == 10]
+        gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+        self.assertEqual(times[0], 0.5)
+        self.assertEqual(gaps[:3], [0.046, 0.046, 0.046])  # 3 repeats, two periods apart
+        self.assertTrue(all(0.8 <= g <= 1.0 for g in gaps[3:]), gaps)
+        self.assertEqual(len(gaps[3:]), 3)
+
+    def test_rate_cap_sends_latest(self) -> None:
+        backend = self.backend({"out": {"universe": 9, "priority": 100}})
+        out = sacn(backend, "out")
+        backend.startService()
+        self.clock.advance(1.0)
+        del self.sent[:]
+        for n in range(100):  # 100 changes in 100 ms
+            out.send([(1, Value.from_raw(n, 8))])
+            self.clock.advance(0.001)
+        self.clock.pump([0.001] * 100)
+        values = [p.slots[0] for t, p in self.data_sent("239.255.0.9")]
+        in_first_100ms = [t for t, p in self.data_sent("239.255.0.9") if t < 1.1]
+        self.assertLessEqual(len(in_first_100ms), 6)  # 44 Hz: 4.4 per 100 ms, plus one burst
+        self.assertEqual(values[-1], 99)
+
+    def test_terminate_discovery_and_sync(self) -> None:
+        backend = self.backend({"a": {"universe": 3, "priority": 100, "sync": 77}})
+        backend.startService()
+        self.clock.advance(0.1)
+        discovery = [p for t, a, p in self.sent if a == "239.255.250.214"]
+        self.assertEqual(discovery, [e131.DiscoveryPacket(backend.cid, "test", 0, 0, (3,))])
+        self.clock.advance(10.0)
+        self.assertEqual(len([a for t, a, p in self.sent if a == "239.255.250.214"]), 2)
+        syncs = [p for t, a, p in self.sent if a == "239.255.0.77"]
+        self.assertTrue(syncs)
+        self.assertEqual([p.sequence for p in syncs], list(range(len(syncs))))  # type: ignore[union-attr]
+        done = backend.stopService()
+        self.clock.pump([0.023] * 4)
+        self.assertTrue(done.called)
+        ends = [p for t, p in self.data_sent("239.255.0.3") if p.terminated]
+        self.assertEqual(len(ends), 3)
+
+    def test_discovery_received_builds_source_list(self) -> None:
+        backend = self.backend({"in": {"universe": 1}}, detect="on")
+        backend.startService()
+        pages = e131.discovery_pages(PEER, "console", range(1, 700))
+        backend.received(pages[1], ("10.0.0.9", 5568))
+        self.assertEqual(backend.source_list, {})  # not complete yet
+        backend.received(pages[0], ("10.0.0.9", 5568))
+        name, universes, _ = backend.source_list[PEER]
+        self.assertEqual((name, universes), ("console", frozenset(range(1, 700))))
+        self.clock.advance(21.0)
+        self.assertEqual(backend.source_list, {})  # forgotten after 20 s of silence
+
+    def test_receive_sockets(self) -> None:
+        """At most 20 joins per socket, IP_MULTICAST_ALL off, a large receive buffer."""
+        backend = self.backend({f"u{n}": {"universe": n} for n in range(1, 46)}, detect="on")
+        backend.startService()
+        self.assertEqual(len(backend._ports), 3)  # 45 universes + discovery = 46 joins
+        for port in backend._ports:
+            sock = port.socket
+            self.assertEqual(sock.getsockopt(socket.IPPROTO_IP, 49), 0)
+            if os.geteuid() == 0:  # SO_RCVBUFFORCE; others are capped by net.core.rmem_max
+                self.assertGreaterEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), 2**20)
+
+    def test_bad_input_counted_by_kind(self) -> None:
+        backend = self.backend({"in": {"universe": 1}})
+        backend.startService()
+        for size in range(10, 40):
+            backend.received(bytes(size), ("10.0.0.9", 5568))
+        backend.received(e131.encode_data(PEER, "p", 2, 0, b"x"), ("10.0.0.9", 5568))
+        self.assertEqual(
+            dict(backend.bad.counts),
+            {"truncated packet": 30, "data for a universe no instance receives": 1},
+        )
+
+
 def datagrams(sock: socket.socket) -> list[e131.Packet]:
     found: list[e131.Packet] = []
     while True:

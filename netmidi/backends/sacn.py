@@ -650,20 +650,13 @@ class SacnBackend(Backend):
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
-        if size < RECEIVE_BUFFER:
-            self.log.warn(
-                "sacn: receive buffer is {size} bytes, not {wanted}: raise net.core.rmem_max "
-                "or run with CAP_NET_ADMIN, or large rigs will lose packets",
-                size=size,
-                wanted=RECEIVE_BUFFER,
-            )
         self._ports.append(listening)
         return listening
 
     def _join_all(self, family: int, port: int, joins: list[tuple[str, Interface | int]]) -> None:
         """Open receive sockets for ``port`` holding at most 20 joins each."""
-        for start in range(0, max(len(joins), 1), MAX_JOINS):
+        starts = range(0, max(len(joins), 1), MAX_JOINS)
+        for start in starts:
             sock = self._receive_port(family, port).socket
             for group, interface in joins[start : start + MAX_JOINS]:
                 try:
@@ -688,6 +681,22 @@ class SacnBackend(Backend):
                         error=error.strerror or error,
                         hint=hint,
                     )
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports double
+        self.log.info(
+            "sacn: {sockets} receive socket(s) on port {port} for {joins} group joins, "
+            "receive buffer {size} bytes each",
+            sockets=len(starts),
+            port=port,
+            joins=len(joins),
+            size=size,
+        )
+        if size < RECEIVE_BUFFER:
+            self.log.warn(
+                "sacn: receive buffer is {size} bytes, not {wanted}: raise net.core.rmem_max "
+                "or run with CAP_NET_ADMIN, or large rigs will lose packets",
+                size=size,
+                wanted=RECEIVE_BUFFER,
+            )
 
     def _group_destinations(
         self, universe: int, instances: Iterable[SacnInstance]
