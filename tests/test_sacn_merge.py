@@ -54,8 +54,14 @@ class SequenceTests(SynchronousTestCase):
         merger.data(packet(B, 5, [2]), 0.0)  # far behind A, but a different source
         self.assertEqual(head(merger, 1), [2])
         self.assertRaises(Rejected, merger.data, packet(A, 95, [9]), 0.1)
-        self.assertRaises(Rejected, merger.data, packet(A, 100, [9]), 0.1)
         self.assertEqual(head(merger, 1), [2])
+
+    def test_duplicate_is_dropped_quietly(self) -> None:
+        """The IPv6 (or second-interface) copy of a packet is not bad input."""
+        merger = UniverseMerger()
+        merger.data(packet(A, 100, [1]), 0.0)
+        self.assertFalse(merger.data(packet(A, 100, [9]), 0.0))
+        self.assertEqual((head(merger, 1), merger.duplicates), ([1], 1))
 
     def test_wrap(self) -> None:
         merger = UniverseMerger()

@@ -39,6 +39,8 @@ MERGES: Final = ("htp", "ltp", "priority-only")
 Levels = npt.NDArray[np.uint8]
 ZERO: Final[Levels] = np.zeros(SLOTS, np.uint8)
 ZERO.flags.writeable = False
+ZERO_TIMES: Final = np.zeros(SLOTS)
+ZERO_TIMES.flags.writeable = False
 
 
 class Rejected(Exception):
@@ -93,7 +95,7 @@ class Source:
         self.pap_seen = 0.0
         self.slot_priority: Levels = ZERO
         self.last_seen = now
-        self.changed_at = np.full(SLOTS, now)
+        self.changed_at = ZERO_TIMES  # per slot, only kept for LTP
         # (sync address, levels, slot count, priority) of data waiting for its sync packet
         self.held: tuple[int, Levels, int, int] | None = None
         self.held_force = False
@@ -124,6 +126,7 @@ class UniverseMerger:
         self.sources: dict[bytes, Source] = {}
         self.levels: Levels = ZERO
         self.lost_packets = 0
+        self.duplicates = 0
         self._sync_seen: dict[int, float] = {}
         self._sync_sequence: dict[tuple[bytes, int], int] = {}
 
@@ -139,6 +142,9 @@ class UniverseMerger:
             if len(self.sources) >= MAX_SOURCES:
                 raise Rejected(f"too many sources: more than {MAX_SOURCES} on one universe")
             source = self.sources[cid] = Source(cid, packet.source_name, now)
+        elif packet.sequence == source.sequence:
+            self.duplicates += 1  # the same packet again: over IPv6 too, or on a 2nd interface
+            return False
         else:
             step = sequence_step(source.sequence, packet.sequence)
             if not step:
@@ -216,8 +222,10 @@ class UniverseMerger:
         self, source: Source, priority: int, levels: Levels, count: int, now: float
     ) -> bool:
         if self.merge == "ltp":
-            old = source.levels if source.levels is not None else ZERO
-            source.changed_at[levels != old] = now
+            if source.levels is None:
+                source.changed_at = np.full(SLOTS, now)  # a new source takes every slot
+            else:
+                source.changed_at[levels != source.levels] = now
         source.levels = levels
         if priority != source.priority or count != source.slot_count:
             source.priority = priority
