@@ -42,6 +42,23 @@ def sacn(backend: SacnBackend, name: str) -> SacnInstance:
     return instance
 
 
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Sequence[Event]]] = []
+
+    def __call__(self, instance: Instance, events: Sequence[Event]) -> None:
+        self.events.append((instance.name, list(events)))
+
+
+def listen(backend: SacnBackend, name: str, *channels: Any) -> tuple[SacnInstance, Sink]:
+    """Map ``channels`` of an instance as inputs and collect what it emits."""
+    instance = sacn(backend, name)
+    instance.mapped(frozenset(channels), frozenset())
+    sink = Sink()
+    instance.attach(sink)
+    return instance, sink
+
+
 class ChannelTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.backend = make_backend({"u": {"universe": 1}}, clock=task.Clock())
@@ -164,10 +181,7 @@ class ClockTests(SynchronousTestCase):
 
     def test_source_loss_after_2_5_s(self) -> None:
         backend = self.backend({"in": {"universe": 1}})
-        instance = sacn(backend, "in")
-        instance.mapped(frozenset({1}), frozenset())
-        sink = Sink()
-        instance.attach(sink)
+        instance, sink = listen(backend, "in", 1)
         backend.startService()
         backend.received(e131.encode_data(PEER, "p", 1, 0, b"\x80"), ("10.0.0.9", 5568))
         self.assertEqual(sink.events, [("in", [(1, Value.from_raw(128, 8))])])
@@ -291,14 +305,6 @@ def sleep(seconds: float) -> Deferred[None]:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Sequence[Event]]] = []
-
-    def __call__(self, instance: Instance, events: Sequence[Event]) -> None:
-        self.events.append((instance.name, list(events)))
-
-
 class LabTests(TestCase):
     """Real multicast on the lab's loopback (IPv4 multicast is routed over lo there)."""
 
@@ -312,12 +318,7 @@ class LabTests(TestCase):
     @inlineCallbacks
     def test_receive_events_and_bad_input(self) -> Any:
         backend = make_backend({"in": {"universe": 3}})
-        instance = sacn(backend, "in")
-        instance.mapped(
-            frozenset({instance.parse_channel("1"), instance.parse_channel("5+6")}), frozenset()
-        )
-        sink = Sink()
-        instance.attach(sink)
+        instance, sink = listen(backend, "in", 1, sacn(backend, "in").parse_channel("5+6"))
         self.start(backend)
         out = sender()
         group = (e131.ipv4_group(3), e131.PORT)
@@ -399,10 +400,7 @@ class LabTests(TestCase):
         one = make_backend({"o": {"universe": 7, "priority": 100}}, name="one")
         two = make_backend({"o": {"universe": 7, "priority": 100}}, name="two")
         rx = make_backend({"i": {"universe": 7}}, name="rx")
-        inp = sacn(rx, "i")
-        inp.mapped(frozenset({1, 2}), frozenset())
-        sink = Sink()
-        inp.attach(sink)
+        inp, sink = listen(rx, "i", 1, 2)
         for backend in (rx, one, two):
             self.start(backend)
         sacn(one, "o").send([(1, Value.from_raw(100, 8)), (2, Value.from_raw(0, 8))])

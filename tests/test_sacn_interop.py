@@ -23,7 +23,7 @@ from twisted.trial.unittest import TestCase
 from netmidi.backends.sacn import SacnBackend
 from netmidi.codec import e131
 from netmidi.values import Value
-from tests.test_sacn import LAB, Sink, make_backend, sacn, sleep
+from tests.test_sacn import LAB, listen, make_backend, sacn, sleep
 
 try:
     import sacn as pypi_sacn
@@ -53,10 +53,7 @@ class PypiSacnTests(TestCase):
     @inlineCallbacks
     def test_receive_from_pypi_sacn(self) -> Any:
         backend = make_backend({"in": {"universe": 21}})
-        instance = sacn(backend, "in")
-        instance.mapped(frozenset({1, 2, 3, 4}), frozenset())
-        sink = Sink()
-        instance.attach(sink)
+        instance, sink = listen(backend, "in", 1, 2, 3, 4)
         backend.startService()
         self.addCleanup(backend.stopService)
         sender = pypi_sacn.sACNsender(
@@ -253,10 +250,7 @@ class OlaTests(TestCase):
     @inlineCallbacks
     def test_both_directions(self) -> Any:
         backend = self.backend()
-        inp = sacn(backend, "from_ola")
-        inp.mapped(frozenset({1, 2, 3, 4}), frozenset())
-        sink = Sink()
-        inp.attach(sink)
+        inp, sink = listen(backend, "from_ola", 1, 2, 3, 4)
         backend.startService()
         self.addCleanup(backend.stopService)
         yield sleep(0.3)
