@@ -833,7 +833,7 @@ class SacnBackend(Backend):
         for instance in self._instances():
             instance.destinations = []
         for port in self._ports:
-            port.stopListening()  # type: ignore[no-untyped-call]
+            port.stopListening()
         for sock in self._send_sockets:
             sock.close()
         self._ports, self._send_sockets, self._inputs = [], [], {}
