@@ -345,6 +345,8 @@ class SacnBackend(Backend):
         self.ttl: int = options.get("ttl") or 1
         self.bad = BadInput(self.log, "sacn", reactor.seconds)
         self.send_errors = 0
+        self.packets_received = 0
+        self.packets_sent = 0
         self._last_send_error = float("-inf")
         self._inputs: dict[int, list[SacnInstance]] = {}
         self._ports: list[MulticastPort] = []
@@ -409,6 +411,7 @@ class SacnBackend(Backend):
 
     def received(self, datagram: bytes, addr: Any) -> None:
         """One datagram from any receive socket."""
+        self.packets_received += 1
         try:
             packet = e131.decode(datagram)
         except e131.DecodeError as error:
@@ -573,6 +576,7 @@ class SacnBackend(Backend):
     def _sendto(self, sock: socket.socket, packet: bytes, address: tuple[str, int]) -> None:
         try:
             sock.sendto(packet, address)
+            self.packets_sent += 1
         except OSError as error:
             self.send_errors += 1
             now = self.reactor.seconds()
@@ -803,6 +807,15 @@ class SacnBackend(Backend):
     def stopService(self) -> defer.Deferred[None]:
         """Say goodbye: 3 Stream_Terminated packets per output, then close the sockets."""
         super().stopService()  # type: ignore[no-untyped-call]  # no child services
+        self.log.info(
+            "sacn: {received} packets received, {lost} lost on the way (sequence gaps), "
+            "{bad} dropped as bad input; {sent} packets sent, {failed} failed",
+            received=self.packets_received,
+            lost=sum(i.merger.lost_packets for i in self._instances()),
+            bad=self.bad.total,
+            sent=self.packets_sent,
+            failed=self.send_errors,
+        )
         for loop in self._loops:
             if loop.running:
                 loop.stop()
