@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from netmidi.codec import e131  # noqa: E402
+from netmidi.testing.daemon import TWISTD, daemon_environment  # noqa: E402
 
 FPS = 44
 OUT_BASE = 1000
@@ -58,11 +59,10 @@ def show_file(universes: int, directory: str) -> str:
 
 def start_daemon(universes: int, directory: str) -> subprocess.Popen[str]:
     """``twistd -n netmidi`` on the bench's show file, from this tree; returns once it runs."""
-    environment = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     daemon = subprocess.Popen(
         [*TWISTD, "-n", "--pidfile=", "netmidi", "-c", show_file(universes, directory)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=directory,
-        env=environment,
+        env=daemon_environment(),
     )  # fmt: skip
     assert daemon.stdout is not None
     for line in daemon.stdout:
@@ -71,7 +71,6 @@ def start_daemon(universes: int, directory: str) -> subprocess.Popen[str]:
     sys.exit("the daemon did not start")
 
 
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 STATS = re.compile(r"sacn: (\d+) packets received, (\d+) lost .*?(\d+) dropped as bad input")
 
 
