@@ -249,6 +249,36 @@ class ClockTests(SynchronousTestCase):
         self.clock.advance(21.0)
         self.assertEqual(backend.source_list, {})  # forgotten after 20 s of silence
 
+    def test_unicast_preview_realtime(self) -> None:
+        backend = self.backend(
+            {
+                "u": {"universe": 4, "unicast": True, "destination": ["127.0.0.1 6000"]},
+                "p": {"universe": 5, "preview": True, "realtime": True, "priority": 0},
+            }
+        )
+        unicast, preview = sacn(backend, "u"), sacn(backend, "p")
+        unicast.mapped(frozenset(), frozenset({1}))
+        backend.startService()
+        self.assertEqual([a for _, a in unicast.destinations], [("127.0.0.1", 6000)])
+        del self.sent[:]
+        for n in range(1, 21):  # 20 changes in 20 ms: realtime sends them all
+            preview.send([(1, Value.from_raw(n, 8))])
+            unicast.send([(1, Value.from_raw(n, 8))])
+            self.clock.advance(0.001)
+        to_preview = self.data_sent("239.255.0.5")
+        self.assertEqual([p.slots[0] for _, p in to_preview], list(range(1, 21)))
+        self.assertTrue(all(p.preview and p.priority == 0 for _, p in to_preview))
+        to_unicast = self.data_sent("127.0.0.1")
+        self.assertLessEqual(len(to_unicast), 3)  # capped at 44 Hz
+        self.assertEqual(self.data_sent("239.255.0.4"), [])
+
+    def test_detect_watches_every_slot(self) -> None:
+        backend = self.backend({"in": {"universe": 1}}, detect="on")
+        instance, sink = listen(backend, "in")
+        backend.startService()
+        backend.received(e131.encode_data(PEER, "p", 1, 0, bytes(300) + b"\x07"), ("h", 5568))
+        self.assertEqual(sink.events, [("in", [(301, Value.from_raw(7, 8))])])
+
     def test_receive_sockets(self) -> None:
         """At most 20 joins per socket, IP_MULTICAST_ALL off, a large receive buffer."""
         backend = self.backend({f"u{n}": {"universe": n} for n in range(1, 46)}, detect="on")
