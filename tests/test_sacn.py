@@ -368,6 +368,28 @@ class LabTests(TestCase):
         self.assertEqual(backend.bad.total, 3)  # garbage, truncated, out of sequence
 
     @inlineCallbacks
+    def test_bind_descriptors(self) -> Any:
+        """An interface address in bind still gets multicast; a second port takes unicast."""
+        backend = make_backend(
+            {
+                "multi": {"universe": 31},
+                "uni": {"universe": 32, "interface": 1, "unicast": True},
+            },
+            bind=["127.0.0.1 5568", "127.0.0.1 6001"],
+            interface=[],
+        )
+        multi, multi_sink = listen(backend, "multi", 1)
+        uni, uni_sink = listen(backend, "uni", 1)
+        self.start(backend)
+        out = sender()
+        out.sendto(e131.encode_data(PEER, "p", 31, 0, b"\x05"), (e131.ipv4_group(31), 5568))
+        out.sendto(e131.encode_data(PEER, "p", 32, 0, b"\x06"), ("127.0.0.1", 6001))
+        out.sendto(e131.encode_data(PEER, "p", 32, 1, b"\x07"), (e131.ipv4_group(32), 5568))
+        yield sleep(0.2)
+        self.assertEqual(multi_sink.events, [("multi", [(1, Value.from_raw(5, 8))])])
+        self.assertEqual(uni_sink.events, [("uni", [(1, Value.from_raw(6, 8))])])  # not 7
+
+    @inlineCallbacks
     def test_vector_route_repeat_keepalive_terminate(self) -> Any:
         backend = make_backend({"in": {"universe": 1}, "out": {"universe": 2}})
         source, target = sacn(backend, "in"), sacn(backend, "out")
@@ -489,3 +511,18 @@ class LabIPv6Tests(TestCase):
         self.assertTrue(v6)
         self.assertEqual(v6, v4)
         self.assertIn(42, v6[-1].slots[:1])
+
+    @inlineCallbacks
+    def test_receive_ipv6(self) -> Any:
+        backend = make_backend({"in": {"universe": 1, "ipv6": True}}, interface="lab1")
+        instance, sink = listen(backend, "in", 2)
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.addCleanup(tx.close)
+        tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("lab0"))
+        packet = e131.encode_data(PEER, "v6 peer", 1, 0, bytes([0, 99]))
+        yield sleep(0.1)
+        tx.sendto(packet, (e131.ipv6_group(1), e131.PORT))
+        yield sleep(0.2)
+        self.assertEqual(sink.events, [("in", [(2, Value.from_raw(99, 8))])])
