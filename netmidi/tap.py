@@ -81,4 +81,4 @@ def makeService(options: dict[str, Any]) -> MultiService:
     reactor: Any = installed_reactor
     show = options.show  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger("after", "shutdown", _exit_zero_after_signal, reactor)
-    return NetmidiService(show)
+    return NetmidiService(show, reactor)
