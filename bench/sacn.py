@@ -10,8 +10,10 @@ when frames of a universe arrive bunched); the daemon's CPU time per input packe
 and the added latency p50/p99 (input packet sent -> output packet received). ``--flood`` sends as
 fast as possible for 5 s instead, then one last frame, and checks that this last frame comes out.
 
-    ../shared/netlab -- /work/venv/bin/python bench/sacn.py 64 200 400
-    ../shared/netlab -- /work/venv/bin/python bench/sacn.py --flood 64
+Run it from the test install (``pip install -e '.[test]'``), inside the lab::
+
+    ../shared/netlab -- python bench/sacn.py 64 200 400
+    ../shared/netlab -- python bench/sacn.py --flood 64
 """
 
 from __future__ import annotations
@@ -32,11 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from netmidi.codec import e131  # noqa: E402
-from netmidi.testing.daemon import TWISTD, daemon_environment  # noqa: E402
+from netmidi.codec import e131
+from netmidi.testing.daemon import TWISTD, daemon_environment
 
 FPS = 44
 OUT_BASE = 1000
