@@ -245,7 +245,7 @@ def main() -> None:
     )
     parser.add_argument("--latency-rate", type=int, default=1000)
     parser.add_argument(
-        "--throughput-period", type=int, default=256, help="JACK frames per period for rates"
+        "--throughput-period", type=int, default=1024, help="JACK frames per period for rates"
     )
     parser.add_argument("--rates", default="1000,5000,10000,15000,20000,30000")
     args = parser.parse_args()
