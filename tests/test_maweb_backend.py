@@ -377,6 +377,17 @@ class RecoveryTests(MawebTestCase):
         yield self.wait(lambda: setup.latest("page1.fader1") == 0.0)  # input re-read
 
     @inlineCallbacks
+    def test_abrupt_close(self) -> Any:
+        """An abrupt close: netmidi logs in again; the lost session holds a slot until expiry."""
+        console = self.console(keepalive_timeout=1.0)
+        setup = self.setup([console.url], ["page1.fader1"])
+        yield self.wait(setup.ready)
+        yield console.drop_all()
+        yield self.wait(lambda: console.logins == 2)
+        self.assertEqual(sorted(console.sessions), [1, 2])
+        yield self.wait(lambda: sorted(console.sessions) == [2])
+
+    @inlineCallbacks
     def test_output_before_start(self) -> Any:
         """A fader value routed before the backend started reaches the console at login."""
         console = self.console()
