@@ -366,7 +366,9 @@ class FakeConsole:
 
     def _login(self, connection: FakeConsoleProtocol, session: FakeSession, message: JSON) -> None:
         user, hashed = message.get("username"), message.get("password")
-        if self.app_type == DOT2:
+        if not isinstance(user, str) or not isinstance(hashed, str):
+            ok = False
+        elif self.app_type == DOT2:
             ok = user == "remote" and hashed == password_hash(self.password)
         else:
             ok = user in self.users and hashed == password_hash(self.users[user])
@@ -406,13 +408,19 @@ class FakeConsole:
             self._reply(connection, {"realtime": False, "responseType": "playbacks_userInput"})
 
     def _playbacks(self, connection: FakeConsoleProtocol, message: JSON) -> None:
+        page_index, view = message.get("pageIndex"), message.get("view")
         try:
-            page_index = int(message["pageIndex"])
-            view = int(message["view"])
             groups = list(
                 zip(message["startIndex"], message["itemsCount"], message["itemsType"], strict=True)
             )
         except (KeyError, TypeError, ValueError):
+            groups = []
+        if (
+            not groups
+            or not isinstance(page_index, int)
+            or view not in (FADER_VIEW, BUTTON_VIEW)
+            or not all(_valid_group(*group) for group in groups)
+        ):
             self.rejected.append(message)
             return
         per_block = 5 if self.app_type == GMA2 else 1
@@ -482,6 +490,17 @@ class FakeConsole:
             value = executor.fader if executor is not None and assigned else 0.0
             block["fader"] = {"v": round(value, 3), "min": 0.0, "max": 1.0 if assigned else 0.0}
         return block
+
+
+def _valid_group(start: object, count: object, items_type: object) -> bool:
+    """One startIndex/itemsCount/itemsType triple that a console could answer."""
+    return (
+        type(start) is int
+        and type(count) is int
+        and 0 <= start < 1000
+        and 0 < count <= 1000
+        and items_type in (FADER_VIEW, BUTTON_VIEW)
+    )
 
 
 def _request_type(message: JSON) -> str | None:
