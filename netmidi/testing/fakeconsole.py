@@ -21,7 +21,6 @@ from typing import Any
 from autobahn.twisted import websocket as _websocket
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
 
 from netmidi.codec.maweb import BUTTON_VIEW, DOT2, FADER_VIEW, GMA2, password_hash
 
@@ -81,8 +80,6 @@ class FakeConsoleProtocol(websocket.WebSocketServerProtocol):  # type: ignore[mi
 
 class FakeConsole:
     """The console: model, sessions, recorded requests and error knobs (plain attributes)."""
-
-    log = Logger()
 
     def __init__(
         self,
@@ -155,13 +152,14 @@ class FakeConsole:
             if session.expiry is not None and session.expiry.active():
                 session.expiry.cancel()
         self.sessions.clear()
-        waits: list[Deferred[Any]] = [self._drop_all()]
+        waits: list[Deferred[Any]] = [self.drop_all()]
         if self._port is not None:
             port, self._port = self._port, None
             waits.append(maybeDeferred(port.stopListening))
         return DeferredList(waits).addCallback(lambda _: None)
 
-    def _drop_all(self) -> Deferred[None]:
+    def drop_all(self) -> Deferred[None]:
+        """An abrupt close of every connection (sessions stay until they expire)."""
         waits = []
         for connection in list(self.connections):
             lost: Deferred[None] = Deferred()
@@ -172,16 +170,8 @@ class FakeConsole:
             return succeed(None)
         return DeferredList(waits).addCallback(lambda _: None)
 
-    def drop_all(self) -> Deferred[None]:
-        """An abrupt close of every connection (sessions stay until they expire)."""
-        return self._drop_all()
-
     def restart(self, down_for: float = 0.1) -> Deferred[int]:
         """A console restart: connections gone, sessions and faders reset, back after a while."""
-        for session in self.sessions.values():
-            if session.expiry is not None and session.expiry.active():
-                session.expiry.cancel()
-        self.sessions.clear()
         self._counter = 0
         for executor in self.executors.values():
             executor.fader, executor.running = 0.0, False
