@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from netmidi.backend import Event, Instance, Route
@@ -271,6 +272,17 @@ class ClockTests(SynchronousTestCase):
         to_unicast = self.data_sent("127.0.0.1")
         self.assertLessEqual(len(to_unicast), 3)  # capped at 44 Hz
         self.assertEqual(self.data_sent("239.255.0.4"), [])
+
+    def test_loss_is_reported(self) -> None:
+        backend = self.backend({"in": {"universe": 1}})
+        listen(backend, "in", 1)
+        backend.startService()
+        with capturedLogs() as events:
+            backend.received(e131.encode_data(PEER, "p", 1, 0, b"\x01"), ("h", 5568))
+            backend.received(e131.encode_data(PEER, "p", 1, 5, b"\x02"), ("h", 5568))
+            self.clock.advance(10.0)
+        lines = [formatEvent(e) for e in events]
+        self.assertIn("sacn: 4 packets lost on the way in", "\n".join(lines))
 
     def test_detect_watches_every_slot(self) -> None:
         backend = self.backend({"in": {"universe": 1}}, detect="on")

@@ -64,6 +64,7 @@ DISCOVERY_INTERVAL = 10.0
 EXPIRY_INTERVAL = 0.25
 TERMINATE_COUNT = 3
 SOURCE_LIST_EXPIRY = 20.0
+LOSS_REPORT_INTERVAL = 10.0
 MAX_LISTED_SOURCES = 1024
 
 _BYTE = tuple(bytes((n,)) for n in range(256))
@@ -346,6 +347,8 @@ class SacnBackend(Backend):
         self.bad = BadInput(self.log, "sacn", reactor.seconds)
         self.send_errors = 0
         self.packets_received = 0
+        self._loss_logged = 0
+        self._loss_logged_at = float("-inf")
         self.packets_sent = 0
         self._last_send_error = float("-inf")
         self._inputs: dict[int, list[SacnInstance]] = {}
@@ -513,6 +516,21 @@ class SacnBackend(Backend):
         for cid, (_, _, seen) in list(self.source_list.items()):
             if now - seen > SOURCE_LIST_EXPIRY:
                 del self.source_list[cid]
+        if now - self._loss_logged_at >= LOSS_REPORT_INTERVAL:
+            self._report_loss(now)
+
+    def _report_loss(self, now: float) -> None:
+        """Packets that never arrived (sequence gaps): a warning at most every 10 s."""
+        lost = sum(i.merger.lost_packets for i in self._instances())
+        if lost > self._loss_logged:
+            self.log.warn(
+                "sacn: {new} packets lost on the way in since the last report ({total} in all): "
+                "the network or this host does not keep up",
+                new=lost - self._loss_logged,
+                total=lost,
+            )
+        self._loss_logged = lost
+        self._loss_logged_at = now
 
     # -- sending --------------------------------------------------------------------------
 
