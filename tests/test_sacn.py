@@ -242,13 +242,15 @@ class ClockTests(SynchronousTestCase):
         backend = self.backend({"in": {"universe": 1}}, detect="on")
         backend.startService()
         pages = e131.discovery_pages(PEER, "console", range(1, 700))
-        backend.received(pages[1], ("10.0.0.9", 5568))
-        self.assertEqual(backend.source_list, {})  # not complete yet
-        backend.received(pages[0], ("10.0.0.9", 5568))
-        name, universes, _ = backend.source_list[PEER]
+        with capturedLogs() as events:
+            backend.received(pages[1], ("10.0.0.9", 5568))
+            self.assertEqual(backend.source_list.sources, {})  # not complete yet
+            backend.received(pages[0], ("10.0.0.9", 5568))
+        name, universes, _ = backend.source_list.sources[PEER]
         self.assertEqual((name, universes), ("console", frozenset(range(1, 700))))
+        self.assertIn("sends universes 1, 2, 3,", "".join(formatEvent(e) for e in events))
         self.clock.advance(21.0)
-        self.assertEqual(backend.source_list, {})  # forgotten after 20 s of silence
+        self.assertEqual(backend.source_list.sources, {})  # forgotten after 20 s of silence
 
     def test_unicast_preview_realtime(self) -> None:
         backend = self.backend(

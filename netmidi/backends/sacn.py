@@ -50,6 +50,7 @@ from netmidi.options import (
 )
 from netmidi.sacn.merge import MERGES, Levels, Rejected, UniverseMerger
 from netmidi.sacn.schedule import PERIOD, SendSchedule
+from netmidi.sacn.sources import Refused, SourceList
 from netmidi.values import Value
 
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -63,9 +64,7 @@ lag under a flood, because the backlog is stale by the time it is read."""
 DISCOVERY_INTERVAL = 10.0
 EXPIRY_INTERVAL = 0.25
 TERMINATE_COUNT = 3
-SOURCE_LIST_EXPIRY = 20.0
 LOSS_REPORT_INTERVAL = 10.0
-MAX_LISTED_SOURCES = 1024
 
 _BYTE = tuple(bytes((n,)) for n in range(256))
 _CHANNEL = re.compile(r"(\d+)(?:\+(\d+))?")
@@ -360,8 +359,7 @@ class SacnBackend(Backend):
         self._sync_call: DelayedCall | None = None
         self._due: list[tuple[float, int, SacnInstance]] = []
         self._timer: DelayedCall | None = None
-        self.source_list: dict[bytes, tuple[str, frozenset[int], float]] = {}
-        self._discovery_pages: dict[bytes, dict[int, tuple[int, ...]]] = {}
+        self.source_list = SourceList()
         # per bind descriptor: IPv4 and IPv6 send sockets, one per interface
         self._senders: list[tuple[list[socket.socket], list[socket.socket]]] = []
 
@@ -453,7 +451,7 @@ class SacnBackend(Backend):
                         self._deliver(instance, old, now)
         else:
             assert isinstance(packet, e131.DiscoveryPacket)
-            self._discovered(packet, now)
+            self._discovered(packet, now, addr)
 
     def _drop(self, error: Exception, addr: Any) -> None:
         """Count by the kind of problem only, so that the counters stay bounded under attack."""
@@ -481,29 +479,18 @@ class SacnBackend(Backend):
             priority=packet.priority,
         )
 
-    def _discovered(self, packet: e131.DiscoveryPacket, now: float) -> None:
-        """Collect a source's discovery pages into the source list that detect logs."""
-        if packet.cid not in self._discovery_pages and len(self._discovery_pages) >= (
-            MAX_LISTED_SOURCES
-        ):
-            self.bad.drop("too many sources announcing universes")
+    def _discovered(self, packet: e131.DiscoveryPacket, now: float, addr: Any) -> None:
+        try:
+            announcement = self.source_list.page(packet, now)
+        except Refused as error:
+            self._drop(error, addr)
             return
-        pages = self._discovery_pages.setdefault(packet.cid, {})
-        pages[packet.page] = packet.universes
-        if len(pages) <= packet.last_page or any(
-            p not in pages for p in range(packet.last_page + 1)
-        ):
-            return
-        universes = frozenset(u for p in range(packet.last_page + 1) for u in pages[p])
-        del self._discovery_pages[packet.cid]
-        previous = self.source_list.get(packet.cid)
-        self.source_list[packet.cid] = (packet.source_name, universes, now)
-        if self.detect and (previous is None or previous[1] != universes):
+        if announcement is not None and self.detect:
             self.log.info(
                 "detect: source {name!r} ({cid}) sends universes {universes}",
-                name=packet.source_name,
+                name=announcement.name,
                 cid=uuid.UUID(bytes=packet.cid),
-                universes=", ".join(map(str, sorted(universes))) or "none",
+                universes=", ".join(map(str, sorted(announcement.universes))) or "none",
             )
 
     def _expire(self) -> None:
@@ -513,9 +500,7 @@ class SacnBackend(Backend):
                 old = instance.merger.levels
                 if instance.merger.expire(now):
                     self._deliver(instance, old, now)
-        for cid, (_, _, seen) in list(self.source_list.items()):
-            if now - seen > SOURCE_LIST_EXPIRY:
-                del self.source_list[cid]
+        self.source_list.expire(now)
         if now - self._loss_logged_at >= LOSS_REPORT_INTERVAL:
             self._report_loss(now)
 
