@@ -199,7 +199,8 @@ class SacnInstance(Instance):
         self.last_frame = b""
         self.schedule = SendSchedule(options["realtime"])
         self.sequence = 0
-        self.header = b""
+        # the data packet header around the sequence byte (offset 111); options come first after it
+        self.header: tuple[bytes, bytes] = (b"", b"")
         self.destinations: list[Destination] = []
         self.unicast_targets: list[Destination] = []
         self.due = float("inf")  # when its valid entry in the backend's send heap is due
@@ -562,12 +563,12 @@ class SacnBackend(Backend):
     def _transmit(self, instance: SacnInstance, now: float, options: int = 0) -> None:
         frame = instance.levels.tobytes()
         instance.last_frame = frame
-        header = instance.header
+        before, after = instance.header
         sequence = instance.sequence
         instance.sequence = (sequence + 1) & 0xFF
         if options:
-            header = header[:112] + bytes((header[112] | options,)) + header[113:]
-        packet = b"".join((header[:111], _BYTE[sequence], header[112:], frame))
+            after = _BYTE[after[0] | options] + after[1:]
+        packet = b"".join((before, _BYTE[sequence], after, frame))
         for sock, address in instance.destinations:
             self._sendto(sock, packet, address)
         instance.schedule.sent(now)
@@ -791,7 +792,7 @@ class SacnBackend(Backend):
     def _start_output(self, instance: SacnInstance) -> None:
         options = instance.options
         priority = options["priority"]
-        instance.header = e131.data_header(
+        header = e131.data_header(
             self.cid,
             self.source_name,
             instance.universe,
@@ -799,6 +800,7 @@ class SacnBackend(Backend):
             sync_address=instance.sync_address,
             options=e131.OPTION_PREVIEW if options["preview"] else 0,
         )
+        instance.header = (header[: e131.SEQUENCE_OFFSET], header[e131.SEQUENCE_OFFSET + 1 :])
         instance.unicast_targets = self._unicast_destinations(instance)
         instance.destinations = (
             self._instance_destinations(instance, instance.universe) + instance.unicast_targets
