@@ -8,6 +8,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import capturedLogs, formatEvent
@@ -303,6 +305,43 @@ class ClockTests(SynchronousTestCase):
             self.assertEqual(sock.getsockopt(socket.IPPROTO_IP, 49), 0)
             if os.geteuid() == 0:  # SO_RCVBUFFORCE; others are capped by net.core.rmem_max
                 self.assertGreaterEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), 2**20)
+
+    @settings(max_examples=120, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.builds(
+                    e131.encode_data,
+                    st.sampled_from([PEER, b"Q" * 16, bytes(16)]),
+                    st.just("fuzz"),
+                    st.sampled_from([1, 2, 3]),
+                    st.integers(0, 255),
+                    st.binary(max_size=512),
+                    st.integers(0, 200),
+                    st.sampled_from([0, 0, 7]),
+                    st.sampled_from([0, 0x80, 0x40, 0x20, 0xE0]),
+                    st.sampled_from([0, 0, 0xDD, 0x17]),
+                ),
+                st.builds(e131.encode_sync, st.just(PEER), st.integers(0, 255), st.just(7)),
+                st.binary(max_size=700),
+            ),
+            max_size=30,
+        ),
+        st.lists(st.floats(0, 3.0), min_size=30, max_size=30),
+    )
+    def test_fuzzed_traffic_never_raises(self, datagrams: list[bytes], gaps: list[float]) -> None:
+        self.clock = ClockReactor()
+        backend = self.backend(
+            {"a": {"universe": 1, "merge": "ltp"}, "b": {"universe": 2}, "c": {"universe": 3}},
+            detect="on",
+        )
+        listen(backend, "b", (1, 2))
+        backend.startService()
+        for datagram, gap in zip(datagrams, gaps, strict=False):
+            backend.received(datagram, ("10.0.0.9", 5568))
+            self.clock.advance(gap)
+        backend.stopService()
+        self.clock.advance(1.0)
 
     def test_bad_input_counted_by_kind(self) -> None:
         backend = self.backend({"in": {"universe": 1}})
