@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 _GROUP = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
-_LINE = re.compile(r"^\s*(\S+)\s*(<>|>|<)\s*(\S+)\s*$")
+# No spec holds "<" or ">", so "a.1<>b.2" splits at "<>" even without spaces.
+_LINE = re.compile(r"^\s*([^\s<>]+)\s*(<>|>|<)\s*([^\s<>]+)\s*$")
 # Guard against a typo like {1..1000000} eating the machine's memory at start-up.
 MAX_EXPANSION = 65536
 

@@ -9,6 +9,7 @@ message says what was expected.
 from __future__ import annotations
 
 import ipaddress
+import reprlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,13 +32,29 @@ class Option(Generic[T]):
     required: bool = False
 
 
+class _Short(reprlib.Repr):
+    """Error messages show a value as written, shortened: one line, whatever a show file holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxlist = 3, 6, 6
+        self.maxstring = self.maxother = 60
+
+    def repr_instance(self, obj: object, level: int) -> str:
+        text = str(obj)  # numbers, addresses and UUIDs as a technician writes them
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+
+_short = _Short()
+
+
 def describe(value: object) -> str:
     """A value as the user wrote it, for error messages."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return "on" if value else "off"
-    return repr(value) if isinstance(value, str) else str(value)
+    return _short.repr(value)
 
 
 def integer(lo: int, hi: int) -> Callable[[Any], int]:
