@@ -22,6 +22,7 @@ try:
         MidiInstance,
         MidiPortMissing,
         _Poller,
+        compiled_apis,
         match_port,
     )
 except ImportError as error:
@@ -223,15 +224,18 @@ class BackendTests(SynchronousTestCase):
         instance.send([(instance.parse_channel("ch0.aftertouch"), Value.from_raw(9, 7))])
         self.assertEqual(self.api.sent["netmidi show"], [b"\xd0\x09"])
 
-    def test_api_failure_retried(self) -> None:
+    def test_api_failure_retried_less_and_less_often(self) -> None:
         self.api.fail = RuntimeError("no JACK server")
         backend, instance, lines = self.start(read="nano")
-        backend.reactor.advance(1.0)
+        for _ in range(10):
+            backend.reactor.advance(1.0)
         failures = [line for line in lines if "cannot use the MIDI API" in line]
         self.assertEqual(len(failures), 1)
         self.assertIn("no JACK server", failures[0])
+        self.assertEqual(self.api.attempts, 4)  # at 0, 1, 3 and 7 s
         self.api.fail = None
-        backend.reactor.advance(1.0)
+        for _ in range(5):
+            backend.reactor.advance(1.0)
         self.assertIn("midi: the MIDI API default works now", lines)
         self.assertEqual(len(self.api.open_inputs), 1)
 
@@ -264,6 +268,18 @@ class BackendTests(SynchronousTestCase):
                 "instance a: give read or source, not both",
                 "instance b: expected read, write or virtual",
             ],
+        )
+
+    def test_check_api_built_in(self) -> None:
+        missing = [api for api in ("coremidi", "windows", "alsa") if api not in compiled_apis()]
+        if not missing:
+            raise SkipTest("every API is built into python-rtmidi here")
+        parsed, _ = parse_options(MidiBackend.all_global_options(), {"api": missing[0]})
+        backend = MidiBackend(ThreadClock(), parsed)
+        expected = ", ".join(["default", *compiled_apis()])
+        self.assertEqual(
+            backend.check(),
+            [f"api: got {missing[0]}, expected one built into python-rtmidi here: {expected}"],
         )
 
     def test_channel_specs(self) -> None:

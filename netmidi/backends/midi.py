@@ -49,6 +49,9 @@ APIS = {
     "windows": rtmidi.API_WINDOWS_MM,
 }
 
+API_RETRY_MAX = 30.0
+"""Longest wait, in seconds, between attempts to open a MIDI API that failed."""
+
 # Messages held between rtmidi's thread and the reactor; beyond this the reactor is stalled and
 # input is dropped (and counted) rather than growing memory without bound.
 MAX_QUEUE = 100_000
@@ -254,6 +257,12 @@ class RtMidiApi:
         self._scanners.clear()
 
 
+def compiled_apis() -> list[str]:
+    """The ``api`` values this python-rtmidi can use."""
+    compiled = rtmidi.get_compiled_api()
+    return [name for name, api in APIS.items() if api in compiled and name != "default"]
+
+
 def match_port(spec: str, names: Sequence[str]) -> int | None:
     """The port a ``read``/``write`` value names: an index, else the first name with that prefix."""
     if spec.isdigit():
@@ -455,7 +464,8 @@ class MidiBackend(Backend):
         super().__init__(reactor, options)
         self._api_factory = api_factory
         self._api: MidiApi | None = None
-        self._api_failure_logged = False
+        self._api_retry_delay = 0.0  # 0 while the API works or was not tried yet
+        self._api_retry_at = 0.0
         self._scan_failure_logged = False
         self._poll: LoopingCall | None = None
         self.instances: dict[str, MidiInstance] = {}  # type: ignore[assignment]
@@ -465,6 +475,12 @@ class MidiBackend(Backend):
 
     def check(self) -> list[str]:
         errors = []
+        api = self.options.get("api", "default")
+        if self._api_factory is RtMidiApi and api != "default" and api not in compiled_apis():
+            errors.append(
+                f"api: got {api}, expected one built into python-rtmidi here: "
+                + ", ".join(["default", *compiled_apis()])
+            )
         for name, instance in self.instances.items():
             options = instance.options
             for option, alias in (("read", "source"), ("write", "target")):
@@ -510,22 +526,31 @@ class MidiBackend(Backend):
         return d
 
     def _open_api(self) -> MidiApi | None:
+        """Open the MIDI API, or log why not (once) and try again later, less and less often.
+
+        The libraries print their own complaint on every failed attempt (ALSA without
+        /dev/snd/seq, JACK without a server), so retries back off to ``API_RETRY_MAX``.
+        """
+        now = self.reactor.seconds()
+        if now < self._api_retry_at:
+            return None
         api_name = self.options["api"]
         try:
             self._api = self._api_factory(api_name, self.options["name"])
         except Exception as error:
-            if not self._api_failure_logged:
-                self._api_failure_logged = True
+            if self._api_retry_delay == 0.0:
                 self.log.error(
-                    "midi: cannot use the MIDI API {api}: {error}; trying again every {rescan} s",
+                    "midi: cannot use the MIDI API {api}: {error}; trying again later",
                     api=api_name,
                     error=error,
-                    rescan=self.options["rescan"],
                 )
+            rescan = self.options["rescan"]
+            self._api_retry_delay = min(max(rescan, self._api_retry_delay * 2), API_RETRY_MAX)
+            self._api_retry_at = now + self._api_retry_delay - rescan / 2
             return None
-        if self._api_failure_logged:
+        if self._api_retry_delay:
             self.log.info("midi: the MIDI API {api} works now", api=api_name)
-            self._api_failure_logged = False
+            self._api_retry_delay = 0.0
         return self._api
 
     def _rescan(self, starting: bool = False) -> None:
