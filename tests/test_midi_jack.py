@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -228,6 +230,61 @@ class DaemonTests(JackCase):
             self.peer.send(message)
         self.assertEqual(await self.arrived(1), [[0xE4, 0x7E, 0x7F]])
 
+        code = await daemon.stop(signal.SIGTERM)
+        self.assertEqual(code, 0)
+        self.assertNotIn("Traceback", daemon.output)
+
+
+THROUGH_RTPMIDI = """
+backends:
+  midi: {{api: jack, rescan: 0.2}}
+instances:
+  keys: {{backend: midi, read: peer-tx}}
+  wire-out: {{backend: rtpmidi, mode: direct, bind: "127.0.0.1 0", peer: "127.0.0.1 {port}"}}
+  wire-in: {{backend: rtpmidi, mode: direct, bind: "127.0.0.1 {port}"}}
+  synth: {{backend: midi, write: peer-rx, epn-tx: short}}
+map:
+  - keys.ch0.note{{0..127}} > wire-out.ch0.note{{0..127}}
+  - keys.ch0.pitch > wire-out.ch5.pitch
+  - wire-in.ch0.note{{0..127}} > synth.ch1.cc{{0..127}}
+  - wire-in.ch5.pitch > synth.ch2.nrpn900
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RtpMidiDaemonTests(JackCase):
+    """midi -> rtpmidi (direct mode, over 127.0.0.1) -> rtpmidi -> midi, in one daemon."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        if importlib.util.find_spec("netmidi.backends.rtpmidi") is None:
+            raise SkipTest("the rtpmidi backend is not in this tree")
+        super().setUp()
+
+    async def test_route_over_rtpmidi(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        write_show(directory, THROUGH_RTPMIDI.format(port=free_udp_port()))
+        daemon = start_daemon(reactor, "-c", "show.yaml", cwd=directory)
+        self.addCleanup(daemon.ensure_stopped)
+        await daemon.wait_for(reactor, "midi keys: input port peer-tx:midi open")
+        await daemon.wait_for(reactor, "midi synth: output port peer-rx:midi open")
+        await daemon.wait_for(reactor, "netmidi running")
+        await deferLater(reactor, 0.3, lambda: None)
+
+        self.peer.send([0x90, 60, 100])
+        self.assertEqual(await self.arrived(1), [[0xB1, 60, 100]])
+        self.peer.received.clear()
+        self.peer.send([0xE0, 0x01, 0x40])
+        self.assertEqual(
+            await self.arrived(4), [[0xB2, 99, 7], [0xB2, 98, 4], [0xB2, 6, 0x40], [0xB2, 38, 1]]
+        )
         code = await daemon.stop(signal.SIGTERM)
         self.assertEqual(code, 0)
         self.assertNotIn("Traceback", daemon.output)
