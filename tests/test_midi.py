@@ -245,6 +245,17 @@ class BackendTests(SynchronousTestCase):
         self.addCleanup(backend.stopService)
         self.assertIn("midi input port 1: nanoKONTROL2 in", lines)
         self.assertIn("midi output port 0: synth out", lines)
+        backend.reactor.advance(1.0)
+        self.assertEqual(lines.count("midi output port 0: synth out"), 1)
+
+    def test_list_when_the_api_comes(self) -> None:
+        self.api.fail = RuntimeError("no JACK server")
+        backend, lines = make_backend(self.api, {"dev": {"read": "0"}}, list=True)
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        self.api.fail = None
+        backend.reactor.advance(1.0)
+        self.assertIn("midi output port 0: synth out", lines)
 
     def test_stop_closes_everything(self) -> None:
         backend, instance, _ = self.start(read="nano", write="synth", virtual="v")

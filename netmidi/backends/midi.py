@@ -464,6 +464,7 @@ class MidiBackend(Backend):
         super().__init__(reactor, options)
         self._api_factory = api_factory
         self._api: MidiApi | None = None
+        self._listed = False
         self._api_retry_delay = 0.0  # 0 while the API works or was not tried yet
         self._api_retry_at = 0.0
         self._scan_failure_logged = False
@@ -492,7 +493,7 @@ class MidiBackend(Backend):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._rescan(starting=True)
+        self._rescan()
         missing = [
             f"{instance.name} {endpoint.direction} {endpoint.spec!r}"
             for instance in self.instances.values()
@@ -553,7 +554,7 @@ class MidiBackend(Backend):
             self._api_retry_delay = 0.0
         return self._api
 
-    def _rescan(self, starting: bool = False) -> None:
+    def _rescan(self) -> None:
         """Open what is missing, close what disappeared; run at start and every ``rescan`` s."""
         api = self._api or self._open_api()
         if api is None:
@@ -566,7 +567,8 @@ class MidiBackend(Backend):
                 self.log.error("midi: listing the MIDI ports failed: {error}", error=error)
             return
         self._scan_failure_logged = False
-        if starting and self.options["list"]:
+        if self.options["list"] and not self._listed:
+            self._listed = True  # at start, or when the MIDI API first works
             for direction, names in ports.items():
                 for index, name in enumerate(names):
                     self.log.info(
