@@ -2,11 +2,12 @@
 
 The MIDI API is reached through a small port factory (:class:`MidiApi`), python-rtmidi's in
 :class:`RtMidiApi` and a fake one in :mod:`netmidi.testing.midi`, so everything above it is tested
-without sound hardware. python-rtmidi calls back on its own thread: the callback only appends to a
-queue and wakes the reactor once, and the reactor drains the queue in one batch per turn, so no
-message is lost or reordered and the router sees one batch per turn. Output is written at once.
-Ports are found by index or name prefix; a port that is missing or unplugged is looked for again
-every ``rescan`` seconds and reopened when it comes back.
+without sound hardware. Input arrives on a thread that is not the reactor's: python-rtmidi's
+callback thread, or for JACK a poll thread of ours (see :data:`JACK_POLL`). That thread only
+appends to a queue and wakes the reactor once; the reactor drains the queue in one batch per
+turn, so no message is lost or reordered and the router sees one batch per turn. Output is
+written at once. Ports are found by index or name prefix; a port that is missing or unplugged is
+looked for again every ``rescan`` seconds and reopened when it comes back.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class _Poller:
             self._thread = None
 
 
-class _RtInput:
+class _RtPort:
     """An open rtmidi port; closing it also takes it off its API's list of open ports."""
 
     def __init__(self, port: Any, open_ports: list[Any], poller: _Poller | None = None) -> None:
@@ -167,7 +168,7 @@ class _RtInput:
         self._port.delete()
 
 
-class _RtOutput(_RtInput):
+class _RtOutput(_RtPort):
     def __init__(self, port: Any, open_ports: list[Any]) -> None:
         super().__init__(port, open_ports)
         self.send = port.send_message
@@ -225,7 +226,7 @@ class RtMidiApi:
         if self._poller is not None:
             self._poller.add(port, deliver)
         self._drop_scanner(rtmidi.MidiIn)
-        return _RtInput(port, self._open[rtmidi.MidiIn], self._poller)
+        return _RtPort(port, self._open[rtmidi.MidiIn], self._poller)
 
     def open_output(self, index: int | None, name: str) -> MidiOutputPort:
         port = rtmidi.MidiOut(self._api, self._client)
@@ -431,7 +432,7 @@ class MidiBackend(Backend):
     name = "midi"
     global_options = {
         "list": Option(
-            flag, False, "log every MIDI input and output port (index and name) at start"
+            flag, False, "log every MIDI input and output port (index and name) once, at start"
         ),
         "api": Option(
             choice(*APIS),
