@@ -164,6 +164,7 @@ class JackTests(JackCase):
         await wait_for(lambda: instance.endpoints[0].port is None)
         self.peer.replug()
         await wait_for(lambda: instance.endpoints[0].port is not None)
+        await deferLater(reactor, 0.3, lambda: None)  # JACK makes the connection
         self.peer.send([0x90, 2, 2])
         await wait_for(lambda: len(received) == 2)
         self.assertEqual(str(received[1][0]), "ch0.note2")
