@@ -73,9 +73,10 @@ def start_daemon(universes: int, directory: str) -> subprocess.Popen[str]:
 STATS = re.compile(r"sacn: (\d+) packets received, (\d+) lost .*?(\d+) dropped as bad input")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -200,7 +201,8 @@ def run(universes: int, seconds: float, flood: bool) -> dict[str, object]:
     sent_info, received = (first, second) if isinstance(first[3], dict) else (second, first)
     tx.join()
     rx.join()
-    cpu = cpu_seconds(daemon.pid) - cpu_before
+    user, system = (a - b for a, b in zip(cpu_seconds(daemon.pid), cpu_before, strict=True))
+    cpu = user + system
     rss = peak_rss_mb(daemon.pid)
     daemon.send_signal(signal.SIGTERM)
     match = STATS.search(daemon.communicate(timeout=20)[0])
@@ -230,6 +232,7 @@ def run(universes: int, seconds: float, flood: bool) -> dict[str, object]:
         "frames_superseded": len(expected) - len(delivered),  # merged into a newer one (44 Hz cap)
         "daemon_bad": bad,
         "cpu_us_per_in_packet": round(cpu / count * 1e6, 1),
+        "of_which_kernel_us": round(system / count * 1e6, 1),
         "daemon_cpu_share": round(cpu / elapsed, 2),
         "peak_rss_mb": round(rss, 1),
         "latency_p50_ms": round(pct(0.5), 2),

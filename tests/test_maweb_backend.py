@@ -377,6 +377,16 @@ class RecoveryTests(MawebTestCase):
         yield self.wait(lambda: setup.latest("page1.fader1") == 0.0)  # input re-read
 
     @inlineCallbacks
+    def test_output_before_start(self) -> Any:
+        """A fader value routed before the backend started reaches the console at login."""
+        console = self.console()
+        setup = Setup([console.url], (), ["page1.fader4"])
+        setup.send("page1.fader4", 0.35)
+        setup.backend.startService()
+        self.addCleanup(setup.backend.stopService)
+        yield self.wait(lambda: console.executor(1, 4).fader == 0.35)
+
+    @inlineCallbacks
     def test_failover(self) -> Any:
         """The first host refuses; the second is used, and the log says so."""
         console = self.console()

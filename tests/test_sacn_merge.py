@@ -232,3 +232,47 @@ class SyncTests(SynchronousTestCase):
         self.assertEqual(head(merger, 1), [0])
         self.assertTrue(self.sync(merger, 1, 2.7))
         self.assertEqual(head(merger, 1), [5])
+
+
+def _reference_htp(live: dict[bytes, tuple[int, bytes]]) -> list[int]:
+    """HTP among the highest universe priority, slot by slot, written as plainly as possible."""
+    merged = []
+    for slot in range(512):
+        senders = [(max(p, 1), s[slot]) for p, s in live.values() if slot < len(s)]
+        top = max((p for p, _ in senders), default=0)
+        merged.append(max((v for p, v in senders if p == top), default=0))
+    return merged
+
+
+class MergeModelTests(SynchronousTestCase):
+    @settings(max_examples=80, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from([A, B, C]),
+                st.sampled_from([0, 100, 150]),
+                st.sampled_from([512, 512, 3, 0]),
+                st.integers(0, 255),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    def test_htp_matches_reference(self, steps: list[tuple[bytes, int, int, int, bool]]) -> None:
+        merger = UniverseMerger()
+        live: dict[bytes, tuple[int, bytes]] = {}
+        sequence: dict[bytes, int] = {}
+        for cid, priority, count, base, terminate in steps:
+            slots = bytes((base + i) & 0xFF for i in range(count))
+            sequence[cid] = sequence.get(cid, -1) + 1
+            options = e131.OPTION_TERMINATED if terminate else 0
+            merger.data(
+                e131.DataPacket(cid, "s", priority, 0, sequence[cid] & 0xFF, options, 1, 0, slots),
+                0.0,
+            )
+            if terminate:
+                live.pop(cid, None)
+            else:
+                live[cid] = (priority, slots)
+            self.assertEqual(merger.levels.tolist(), _reference_htp(live))

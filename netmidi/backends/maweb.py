@@ -268,8 +268,9 @@ class MawebClient:
         self._cancel_timer()
         if protocol.state == protocol.STATE_OPEN:
             protocol.sendClose(1000)
-        else:  # still in the opening handshake (or already closing)
+        elif protocol.state in (protocol.STATE_CONNECTING, protocol.STATE_PROXY_CONNECTING):
             protocol.dropConnection(abort=True)
+        # else it is closing already, with the goodbye still to be flushed: leave it be
 
     # -- time
 
@@ -393,11 +394,13 @@ class MawebInstance(Instance):
         return self.client.stop() if self.client is not None else succeed(None)
 
     def send(self, events: Sequence[Event]) -> None:
-        if self.client is None:
-            return
         for channel, value in events:
-            if isinstance(channel, (Executor, CommandKey)):
+            if not isinstance(channel, (Executor, CommandKey)):
+                continue
+            if self.client is not None:
                 self.client.output(channel, value.normalised)
+            else:  # before start: remembered, and the faders are sent at login
+                self.state.record(channel, value.normalised)
 
 
 class MawebBackend(Backend):

@@ -50,6 +50,7 @@ from netmidi.options import (
 )
 from netmidi.sacn.merge import MERGES, Levels, Rejected, UniverseMerger
 from netmidi.sacn.schedule import PERIOD, SendSchedule
+from netmidi.sacn.sources import Refused, SourceList
 from netmidi.values import Value
 
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -63,8 +64,7 @@ lag under a flood, because the backlog is stale by the time it is read."""
 DISCOVERY_INTERVAL = 10.0
 EXPIRY_INTERVAL = 0.25
 TERMINATE_COUNT = 3
-SOURCE_LIST_EXPIRY = 20.0
-MAX_LISTED_SOURCES = 1024
+LOSS_REPORT_INTERVAL = 10.0
 
 _BYTE = tuple(bytes((n,)) for n in range(256))
 _CHANNEL = re.compile(r"(\d+)(?:\+(\d+))?")
@@ -199,7 +199,8 @@ class SacnInstance(Instance):
         self.last_frame = b""
         self.schedule = SendSchedule(options["realtime"])
         self.sequence = 0
-        self.header = b""
+        # the data packet header around the sequence byte (offset 111); options come first after it
+        self.header: tuple[bytes, bytes] = (b"", b"")
         self.destinations: list[Destination] = []
         self.unicast_targets: list[Destination] = []
         self.due = float("inf")  # when its valid entry in the backend's send heap is due
@@ -346,6 +347,8 @@ class SacnBackend(Backend):
         self.bad = BadInput(self.log, "sacn", reactor.seconds)
         self.send_errors = 0
         self.packets_received = 0
+        self._loss_logged = 0
+        self._loss_logged_at = float("-inf")
         self.packets_sent = 0
         self._last_send_error = float("-inf")
         self._inputs: dict[int, list[SacnInstance]] = {}
@@ -357,8 +360,7 @@ class SacnBackend(Backend):
         self._sync_call: DelayedCall | None = None
         self._due: list[tuple[float, int, SacnInstance]] = []
         self._timer: DelayedCall | None = None
-        self.source_list: dict[bytes, tuple[str, frozenset[int], float]] = {}
-        self._discovery_pages: dict[bytes, dict[int, tuple[int, ...]]] = {}
+        self.source_list = SourceList()
         # per bind descriptor: IPv4 and IPv6 send sockets, one per interface
         self._senders: list[tuple[list[socket.socket], list[socket.socket]]] = []
 
@@ -450,7 +452,7 @@ class SacnBackend(Backend):
                         self._deliver(instance, old, now)
         else:
             assert isinstance(packet, e131.DiscoveryPacket)
-            self._discovered(packet, now)
+            self._discovered(packet, now, addr)
 
     def _drop(self, error: Exception, addr: Any) -> None:
         """Count by the kind of problem only, so that the counters stay bounded under attack."""
@@ -478,29 +480,18 @@ class SacnBackend(Backend):
             priority=packet.priority,
         )
 
-    def _discovered(self, packet: e131.DiscoveryPacket, now: float) -> None:
-        """Collect a source's discovery pages into the source list that detect logs."""
-        if packet.cid not in self._discovery_pages and len(self._discovery_pages) >= (
-            MAX_LISTED_SOURCES
-        ):
-            self.bad.drop("too many sources announcing universes")
+    def _discovered(self, packet: e131.DiscoveryPacket, now: float, addr: Any) -> None:
+        try:
+            announcement = self.source_list.page(packet, now)
+        except Refused as error:
+            self._drop(error, addr)
             return
-        pages = self._discovery_pages.setdefault(packet.cid, {})
-        pages[packet.page] = packet.universes
-        if len(pages) <= packet.last_page or any(
-            p not in pages for p in range(packet.last_page + 1)
-        ):
-            return
-        universes = frozenset(u for p in range(packet.last_page + 1) for u in pages[p])
-        del self._discovery_pages[packet.cid]
-        previous = self.source_list.get(packet.cid)
-        self.source_list[packet.cid] = (packet.source_name, universes, now)
-        if self.detect and (previous is None or previous[1] != universes):
+        if announcement is not None and self.detect:
             self.log.info(
                 "detect: source {name!r} ({cid}) sends universes {universes}",
-                name=packet.source_name,
+                name=announcement.name,
                 cid=uuid.UUID(bytes=packet.cid),
-                universes=", ".join(map(str, sorted(universes))) or "none",
+                universes=", ".join(map(str, sorted(announcement.universes))) or "none",
             )
 
     def _expire(self) -> None:
@@ -510,9 +501,22 @@ class SacnBackend(Backend):
                 old = instance.merger.levels
                 if instance.merger.expire(now):
                     self._deliver(instance, old, now)
-        for cid, (_, _, seen) in list(self.source_list.items()):
-            if now - seen > SOURCE_LIST_EXPIRY:
-                del self.source_list[cid]
+        self.source_list.expire(now)
+        if now - self._loss_logged_at >= LOSS_REPORT_INTERVAL:
+            self._report_loss(now)
+
+    def _report_loss(self, now: float) -> None:
+        """Packets that never arrived (sequence gaps): a warning at most every 10 s."""
+        lost = sum(i.merger.lost_packets for i in self._instances())
+        if lost > self._loss_logged:
+            self.log.warn(
+                "sacn: {new} packets lost on the way in since the last report ({total} in all): "
+                "the network or this host does not keep up",
+                new=lost - self._loss_logged,
+                total=lost,
+            )
+        self._loss_logged = lost
+        self._loss_logged_at = now
 
     # -- sending --------------------------------------------------------------------------
 
@@ -559,12 +563,12 @@ class SacnBackend(Backend):
     def _transmit(self, instance: SacnInstance, now: float, options: int = 0) -> None:
         frame = instance.levels.tobytes()
         instance.last_frame = frame
-        header = instance.header
+        before, after = instance.header
         sequence = instance.sequence
         instance.sequence = (sequence + 1) & 0xFF
         if options:
-            header = header[:112] + bytes((header[112] | options,)) + header[113:]
-        packet = b"".join((header[:111], _BYTE[sequence], header[112:], frame))
+            after = _BYTE[after[0] | options] + after[1:]
+        packet = b"".join((before, _BYTE[sequence], after, frame))
         for sock, address in instance.destinations:
             self._sendto(sock, packet, address)
         instance.schedule.sent(now)
@@ -788,7 +792,7 @@ class SacnBackend(Backend):
     def _start_output(self, instance: SacnInstance) -> None:
         options = instance.options
         priority = options["priority"]
-        instance.header = e131.data_header(
+        header = e131.data_header(
             self.cid,
             self.source_name,
             instance.universe,
@@ -796,6 +800,7 @@ class SacnBackend(Backend):
             sync_address=instance.sync_address,
             options=e131.OPTION_PREVIEW if options["preview"] else 0,
         )
+        instance.header = (header[: e131.SEQUENCE_OFFSET], header[e131.SEQUENCE_OFFSET + 1 :])
         instance.unicast_targets = self._unicast_destinations(instance)
         instance.destinations = (
             self._instance_destinations(instance, instance.universe) + instance.unicast_targets

@@ -79,6 +79,7 @@ class Source:
         "pap",
         "pap_seen",
         "priority",
+        "raw",
         "sequence",
         "slot_count",
         "slot_priority",
@@ -91,6 +92,7 @@ class Source:
         self.priority = 100
         self.slot_count = 0
         self.levels: Levels | None = None
+        self.raw = b""  # the slots of the last levels packet, when it took the hot path
         self.pap: Levels | None = None
         self.pap_seen = 0.0
         self.slot_priority: Levels = ZERO
@@ -160,12 +162,28 @@ class UniverseMerger:
             return False
         start = packet.start_code
         if start == START_LEVELS:
+            if (
+                len(packet.slots) == SLOTS
+                and not packet.sync_address
+                and len(self.sources) == 1
+                and source.pap is None
+                and self.merge != "ltp"
+                and packet.priority == source.priority
+                and source.slot_count == SLOTS
+            ):  # the hot path: one source sending whole frames, passed through untouched
+                if source.levels is not None and packet.slots == source.raw:
+                    return False
+                source.raw = packet.slots
+                source.levels = self.levels = np.frombuffer(packet.slots, np.uint8)
+                return True
             levels = as_levels(packet.slots)
             if packet.sync_address and self._holds(packet, now):
                 source.held = (packet.sync_address, levels, len(packet.slots), packet.priority)
                 source.held_force = packet.force_sync
                 return False
-            return self._set_levels(source, packet.priority, levels, len(packet.slots), now)
+            changed = self._set_levels(source, packet.priority, levels, len(packet.slots), now)
+            source.raw = packet.slots
+            return changed
         if start == START_PRIORITY:
             source.pap = as_levels(packet.slots)
             source.pap_seen = now
@@ -227,6 +245,7 @@ class UniverseMerger:
             else:
                 source.changed_at[levels != source.levels] = now
         source.levels = levels
+        source.raw = b""
         if priority != source.priority or count != source.slot_count:
             source.priority = priority
             source.slot_count = count
