@@ -293,6 +293,21 @@ class BackendTests(SynchronousTestCase):
             [f"api: got {missing[0]}, expected one built into python-rtmidi here: {expected}"],
         )
 
+    def test_detect_logs_specs_to_paste(self) -> None:
+        backend, lines = make_backend(self.api, {"dev": {"read": "nano"}}, detect="on")
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        self.api.play("nanoKONTROL2 in", [[0x91, 60, 127], [0xE2, 0, 0x40]])
+        backend.reactor.run_threads()
+        detected = [line for line in lines if line.startswith("detect:")]
+        self.assertEqual(
+            detected,
+            [
+                "detect: dev.ch1.note60 = 1.000000 (127/127)",
+                "detect: dev.ch2.pitch = 0.500031 (8192/16383)",
+            ],
+        )
+
     def test_channel_specs(self) -> None:
         _, instance, _ = self.start(read="nano")
         channel = instance.parse_channel("channel15.cc7")
