@@ -239,6 +239,23 @@ class BackendTests(SynchronousTestCase):
         self.assertIn("midi: the MIDI API default works now", lines)
         self.assertEqual(len(self.api.open_inputs), 1)
 
+    def test_listing_failure_backs_off(self) -> None:
+        backend, instance, lines = self.start(read="nano")
+        self.api.fail = RuntimeError("JACK server not running?")
+        listings = self.api.listings
+        for _ in range(10):
+            backend.reactor.advance(1.0)
+        self.assertEqual(self.api.listings - listings, 4)  # at 1, 2, 4 and 8 s
+        failures = [line for line in lines if "cannot use the MIDI API" in line]
+        self.assertEqual(len(failures), 1)
+        self.assertIn("JACK server not running?", failures[0])
+        self.api.fail = None
+        self.api.unplug("nanoKONTROL2 in")
+        for _ in range(10):
+            backend.reactor.advance(1.0)
+        self.assertIn("midi: the MIDI API default works now", lines)
+        self.assertIsNone(instance.endpoints[0].port)
+
     def test_list_option(self) -> None:
         backend, lines = make_backend(self.api, {"dev": {"read": "0"}}, list=True)
         backend.startService()

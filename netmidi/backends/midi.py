@@ -51,7 +51,7 @@ APIS = {
 }
 
 API_RETRY_MAX = 30.0
-"""Longest wait, in seconds, between attempts to open a MIDI API that failed."""
+"""Longest wait, in seconds, between attempts to use a MIDI API that failed."""
 
 # Messages held between rtmidi's thread and the reactor; beyond this the reactor is stalled and
 # input is dropped (and counted) rather than growing memory without bound.
@@ -466,9 +466,8 @@ class MidiBackend(Backend):
         self._api_factory = api_factory
         self._api: MidiApi | None = None
         self._listed = False
-        self._api_retry_delay = 0.0  # 0 while the API works or was not tried yet
-        self._api_retry_at = 0.0
-        self._scan_failure_logged = False
+        self._retry_delay = 0.0  # 0 while the MIDI API works or was not tried yet
+        self._retry_at = 0.0
         self._poll: LoopingCall | None = None
         self.instances: dict[str, MidiInstance] = {}  # type: ignore[assignment]
 
@@ -527,47 +526,43 @@ class MidiBackend(Backend):
         d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
         return d
 
-    def _open_api(self) -> MidiApi | None:
-        """Open the MIDI API, or log why not (once) and try again later, less and less often.
+    def _scan(self) -> dict[str, list[str]] | None:
+        """The input and output port names, or None while the MIDI API does not work.
 
-        The libraries print their own complaint on every failed attempt (ALSA without
-        /dev/snd/seq, JACK without a server), so retries back off to ``API_RETRY_MAX``.
+        Opening or listing fails without ALSA's /dev/snd/seq or while a JACK server is down; that
+        is logged once and tried again less and less often (up to ``API_RETRY_MAX``), because the
+        libraries print a complaint of their own on every attempt.
         """
         now = self.reactor.seconds()
-        if now < self._api_retry_at:
+        if now < self._retry_at:
             return None
         api_name = self.options["api"]
         try:
-            self._api = self._api_factory(api_name, self.options["name"])
+            if self._api is None:
+                self._api = self._api_factory(api_name, self.options["name"])
+            ports = {"input": self._api.input_ports(), "output": self._api.output_ports()}
         except Exception as error:
-            if self._api_retry_delay == 0.0:
+            if self._retry_delay == 0.0:
                 self.log.error(
                     "midi: cannot use the MIDI API {api}: {error}; trying again later",
                     api=api_name,
                     error=error,
                 )
             rescan = self.options["rescan"]
-            self._api_retry_delay = min(max(rescan, self._api_retry_delay * 2), API_RETRY_MAX)
-            self._api_retry_at = now + self._api_retry_delay - rescan / 2
+            self._retry_delay = min(max(rescan, self._retry_delay * 2), API_RETRY_MAX)
+            self._retry_at = now + self._retry_delay - rescan / 2
             return None
-        if self._api_retry_delay:
+        if self._retry_delay:
             self.log.info("midi: the MIDI API {api} works now", api=api_name)
-            self._api_retry_delay = 0.0
-        return self._api
+            self._retry_delay = 0.0
+        return ports
 
     def _rescan(self) -> None:
         """Open what is missing, close what disappeared; run at start and every ``rescan`` s."""
-        api = self._api or self._open_api()
-        if api is None:
+        ports = self._scan()
+        api = self._api
+        if ports is None or api is None:
             return
-        try:
-            ports = {"input": api.input_ports(), "output": api.output_ports()}
-        except Exception as error:
-            if not self._scan_failure_logged:
-                self._scan_failure_logged = True
-                self.log.error("midi: listing the MIDI ports failed: {error}", error=error)
-            return
-        self._scan_failure_logged = False
         if self.options["list"] and not self._listed:
             self._listed = True  # at start, or when the MIDI API first works
             for direction, names in ports.items():

@@ -55,6 +55,7 @@ class FakeMidiApi:
         self.fail: Exception | None = None
         self.opened_with: list[tuple[str, str]] = []
         self.attempts = 0
+        self.listings = 0
         self.closed = False
 
     def factory(self, api: str, client: str) -> FakeMidiApi:
@@ -66,6 +67,7 @@ class FakeMidiApi:
         return self
 
     def input_ports(self) -> list[str]:
+        self.listings += 1
         if self.fail is not None:
             raise self.fail
         return list(self.inputs)
