@@ -15,7 +15,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from netmidi.backend import Event, Instance
 from netmidi.options import parse_options
-from netmidi.testing.daemon import start_daemon
+from netmidi.testing.daemon import DaemonProcess, start_daemon
 from netmidi.testing.jack import JackDummy, JackPeer, JackUnavailable
 from netmidi.values import Value
 from tests.showfiles import write_show
@@ -200,40 +200,54 @@ map:
 """
 
 
-class DaemonTests(JackCase):
-    """``twistd netmidi`` routing midi -> loopback -> midi between a peer's two JACK ports."""
+class DaemonCase(JackCase):
+    """``twistd netmidi`` between the peer's two JACK ports."""
 
     timeout = 60
 
-    async def test_route_through_the_daemon(self) -> None:
+    async def run_show(self, show: str) -> DaemonProcess:
+        """Start the daemon on a show whose ``keys`` reads peer-tx and ``synth`` writes peer-rx."""
         directory = os.path.abspath(self.mktemp())
-        write_show(directory, THROUGH_THE_DAEMON)
+        write_show(directory, show)
         daemon = start_daemon(reactor, "-c", "show.yaml", cwd=directory)
         self.addCleanup(daemon.ensure_stopped)
         await daemon.wait_for(reactor, "midi keys: input port peer-tx:midi open")
         await daemon.wait_for(reactor, "midi synth: output port peer-rx:midi open")
         await daemon.wait_for(reactor, "netmidi running")
         await deferLater(reactor, 0.3, lambda: None)
+        return daemon
 
+    async def note_and_pitch(self) -> None:
+        """keys.ch0.note60 arrives as synth.ch1.cc60, keys.ch0.pitch as synth.ch2.nrpn900."""
         self.peer.send([0x90, 60, 100])
         self.assertEqual(await self.arrived(1), [[0xB1, 60, 100]])
         self.peer.received.clear()
-        self.peer.send([0x80, 60, 64])
-        self.assertEqual(await self.arrived(1), [[0xB1, 60, 0]])
-        self.peer.received.clear()
-        # 14 bits in, 14 bits out, through a loopback channel: exact.
+        # 14 bits in, 14 bits out: exact.
         self.peer.send([0xE0, 0x01, 0x40])
         self.assertEqual(
             await self.arrived(4), [[0xB2, 99, 7], [0xB2, 98, 4], [0xB2, 6, 0x40], [0xB2, 38, 1]]
         )
         self.peer.received.clear()
-        for message in ([0xB3, 99, 0], [0xB3, 98, 5], [0xB3, 6, 0x7F], [0xB3, 38, 0x7E]):
-            self.peer.send(message)
-        self.assertEqual(await self.arrived(1), [[0xE4, 0x7E, 0x7F]])
 
+    async def stop(self, daemon: DaemonProcess) -> None:
         code = await daemon.stop(signal.SIGTERM)
         self.assertEqual(code, 0)
         self.assertNotIn("Traceback", daemon.output)
+
+
+class DaemonTests(DaemonCase):
+    """midi -> loopback -> midi."""
+
+    async def test_route_through_the_daemon(self) -> None:
+        daemon = await self.run_show(THROUGH_THE_DAEMON)
+        await self.note_and_pitch()
+        self.peer.send([0x80, 60, 64])
+        self.assertEqual(await self.arrived(1), [[0xB1, 60, 0]])
+        self.peer.received.clear()
+        for message in ([0xB3, 99, 0], [0xB3, 98, 5], [0xB3, 6, 0x7F], [0xB3, 38, 0x7E]):
+            self.peer.send(message)
+        self.assertEqual(await self.arrived(1), [[0xE4, 0x7E, 0x7F]])
+        await self.stop(daemon)
 
 
 THROUGH_RTPMIDI = """
@@ -259,10 +273,8 @@ def free_udp_port() -> int:
         return port
 
 
-class RtpMidiDaemonTests(JackCase):
+class RtpMidiDaemonTests(DaemonCase):
     """midi -> rtpmidi (direct mode, over 127.0.0.1) -> rtpmidi -> midi, in one daemon."""
-
-    timeout = 60
 
     def setUp(self) -> None:
         if importlib.util.find_spec("netmidi.backends.rtpmidi") is None:
@@ -270,22 +282,6 @@ class RtpMidiDaemonTests(JackCase):
         super().setUp()
 
     async def test_route_over_rtpmidi(self) -> None:
-        directory = os.path.abspath(self.mktemp())
-        write_show(directory, THROUGH_RTPMIDI.format(port=free_udp_port()))
-        daemon = start_daemon(reactor, "-c", "show.yaml", cwd=directory)
-        self.addCleanup(daemon.ensure_stopped)
-        await daemon.wait_for(reactor, "midi keys: input port peer-tx:midi open")
-        await daemon.wait_for(reactor, "midi synth: output port peer-rx:midi open")
-        await daemon.wait_for(reactor, "netmidi running")
-        await deferLater(reactor, 0.3, lambda: None)
-
-        self.peer.send([0x90, 60, 100])
-        self.assertEqual(await self.arrived(1), [[0xB1, 60, 100]])
-        self.peer.received.clear()
-        self.peer.send([0xE0, 0x01, 0x40])
-        self.assertEqual(
-            await self.arrived(4), [[0xB2, 99, 7], [0xB2, 98, 4], [0xB2, 6, 0x40], [0xB2, 38, 1]]
-        )
-        code = await daemon.stop(signal.SIGTERM)
-        self.assertEqual(code, 0)
-        self.assertNotIn("Traceback", daemon.output)
+        daemon = await self.run_show(THROUGH_RTPMIDI.format(port=free_udp_port()))
+        await self.note_and_pitch()
+        await self.stop(daemon)
