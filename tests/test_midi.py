@@ -92,6 +92,8 @@ class PortMatchTests(SynchronousTestCase):
         self.assertEqual(match_port("nano", names), 1)
         self.assertEqual(match_port("peer:src", names), 2)
         self.assertEqual(match_port("Kontrol", names), None)
+        self.assertEqual(match_port("20:0", names), 1)  # an ALSA address, as in MIDIMonster
+        self.assertEqual(match_port("20:1", names), None)
 
 
 class BackendTests(SynchronousTestCase):

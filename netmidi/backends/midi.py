@@ -12,6 +12,7 @@ looked for again every ``rescan`` seconds and reopened when it comes back.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -264,14 +265,25 @@ def compiled_apis() -> list[str]:
     return [name for name, api in APIS.items() if api in compiled and name != "default"]
 
 
+_ALSA_ADDRESS = re.compile(r"\d+:\d+")
+
+
 def match_port(spec: str, names: Sequence[str]) -> int | None:
-    """The port a ``read``/``write`` value names: an index, else the first name with that prefix."""
+    """The port a ``read``/``write`` value names: an index, else the first name with that prefix.
+
+    An ALSA ``client:port`` address (``20:0``, as MIDIMonster's midi backend took) matches the
+    port whose name ends with it, as python-rtmidi names ALSA ports.
+    """
     if spec.isdigit():
         index = int(spec)
         return index if index < len(names) else None
     for index, name in enumerate(names):
         if name.startswith(spec):
             return index
+    if _ALSA_ADDRESS.fullmatch(spec):
+        for index, name in enumerate(names):
+            if name.endswith(f" {spec}"):
+                return index
     return None
 
 
