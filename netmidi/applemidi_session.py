@@ -55,6 +55,11 @@ TICKS_PER_SECOND: Final = 10_000
 _U64: Final = (1 << 64) - 1
 
 
+def ticks(seconds: float) -> int:
+    """Seconds as 64-bit AppleMIDI/RTP-MIDI clock ticks (100 µs), rounded, not truncated."""
+    return round(seconds * TICKS_PER_SECOND) & _U64
+
+
 class State(enum.Enum):
     INVITING_CONTROL = "inviting (control port)"
     INVITING_DATA = "inviting (data port)"
@@ -174,7 +179,7 @@ class Session:
 
     def timestamp(self, now: float) -> int:
         """The session clock in 100 µs units (RTP carries its low 32 bits)."""
-        return int((now - self._epoch) * TICKS_PER_SECOND) & _U64
+        return ticks(now - self._epoch)
 
     def deadline(self) -> float | None:
         """When :meth:`poll` must next be called (None: nothing is pending)."""

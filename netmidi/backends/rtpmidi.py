@@ -38,6 +38,7 @@ from netmidi.applemidi_session import (
     Peer,
     Session,
     Transmit,
+    ticks,
 )
 from netmidi.backend import Backend, Channel, Event, Instance
 from netmidi.badinput import BadInput
@@ -364,7 +365,7 @@ class RtpMidiInstance(Instance):
         if not destinations or not self._ports:
             return
         sock = self._ports[-1].socket
-        timestamp = int((self.reactor.seconds() - self._epoch) * 10_000)
+        timestamp = ticks(self.reactor.seconds() - self._epoch)
         journal = self.journal
         for group in rtpmidi.pack_sections(pending, self._limit):
             sequence = self._sequence = (self._sequence + 1) & 0xFFFF
