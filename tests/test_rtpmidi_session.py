@@ -471,7 +471,9 @@ class FeedbackTests(SessionTestsBase):
             bytes.fromhex("ffff5253111111110 3e90000".replace(" ", "")),
         )
         again = self.a.poll(now + 2.0)
-        self.assertEqual([o for o in again if isinstance(getattr(o, "command", None), Feedback)], [])
+        self.assertEqual(
+            [o for o in again if isinstance(getattr(o, "command", None), Feedback)], []
+        )
 
     def test_rs_both_layouts(self) -> None:
         """RS in the Apple layout and in rtpmidid's low half both acknowledge."""
