@@ -474,8 +474,13 @@ class _Registers:
     nrpn: bool = False  # which kind was written last
     pending: bool = False  # an MSB was written and its LSB not yet
 
+    def number(self) -> int:
+        """The parameter number in the registers of the kind written last (maybe the null)."""
+        return self.msb[self.nrpn] << 7 | self.lsb[self.nrpn]
+
     def selected(self) -> int | None:
-        number = self.msb[self.nrpn] << 7 | self.lsb[self.nrpn]
+        """The parameter Data Entry applies to; None when deselected by 127/127."""
+        number = self.number()
         return None if number == NULL_PARAMETER else number
 
 
@@ -646,16 +651,16 @@ class ChannelState:
             return None
         # A half-written parameter number (PENDING) is not sent: tshark 4.0 misreads chapter M
         # lengths with it, and the next complete selection is journalled anyway.
-        selected = regs.selected()
-        in_progress = recent and not regs.pending and selected is not None
+        # The selection made since the checkpoint (the null parameter included) is the last
+        # log with E set, so a receiver that lost it selects the same.
+        in_progress = recent and not regs.pending
         if in_progress:
-            current = next(
-                (p for p in params if p.nrpn == regs.nrpn and p.number == selected), None
-            )
+            number = regs.number()
+            current = next((p for p in params if (p.nrpn, p.number) == (regs.nrpn, number)), None)
             if current is not None:
                 params.remove(current)
             else:
-                current = ParameterLog(regs.nrpn, selected or 0, s=True)
+                current = ParameterLog(regs.nrpn, number, s=self.selection_packet != previous)
             params.append(current)
         if not params:
             return None
@@ -753,10 +758,10 @@ class JournalSender:
         """
         if self._packet < 0:
             return False
-        behind = (self._seq - seq) & 0xFFFF
-        if behind > self.max_packets:
+        confirmed = self._packet - ((self._seq - seq) & 0xFFFF)
+        if confirmed < self._checkpoint:
             return False
-        self._checkpoint = max(self._checkpoint, self._packet - behind)
+        self._checkpoint = confirmed
         return True
 
 
@@ -829,106 +834,121 @@ class JournalReceiver:
         After a single lost packet only the parts with S=0 are new (the rest arrived already);
         after more, every part counts but is compared with the state so nothing is repeated.
         """
-        out: list[bytes] = []
         if single and journal.s:
-            return out
+            return []
+        out: list[bytes] = []
         for cj in journal.channels:
-            if single and cj.s:
-                continue
-            state = self._state(cj.channel)
-            before = len(out)
-            _repair_channel(cj, state, single, out)
-            for message in out[before:]:
-                state.apply(message, 0)
+            if not (single and cj.s):
+                _Repair(cj.channel, self._state(cj.channel), single, out).channel(cj)
         return out
 
 
-def _repair_channel(
-    cj: ChannelJournal, state: ChannelState, single: bool, out: list[bytes]
-) -> None:
-    ch = cj.channel
+class _Repair:
+    """Compares one channel journal with the receiver's state and emits what differs.
 
-    def fresh(s: bool) -> bool:
-        return not (single and s)
+    Every emitted message is applied to the state at once, so later chapters see its effect
+    (an All Notes Off from chapter C before the note logs of chapter N).
+    """
 
-    p = cj.program
-    if p is not None and fresh(p.s):
-        current = state.get(("p",))
-        if p.bank_msb is not None and state.get(("c", 0)) != p.bank_msb:
-            out.append(bytes((0xB0 | ch, 0, p.bank_msb)))
-            if p.bank_lsb is not None:
-                out.append(bytes((0xB0 | ch, 32, p.bank_lsb)))
-        if not isinstance(current, tuple) or current[0] != p.program or single:
-            out.append(bytes((0xC0 | ch, p.program)))
-    if cj.controllers is not None and fresh(cj.controllers.s):
-        latest: dict[int, int] = {}
-        for log in cj.controllers.logs:
-            if log.value is not None and fresh(log.s):
-                latest[log.number] = log.value
-        for number, value in latest.items():
-            if number in PARAMETER_CONTROLLERS:
+    __slots__ = ("ch", "state", "single", "out", "done")
+
+    def __init__(self, ch: int, state: ChannelState, single: bool, out: list[bytes]) -> None:
+        self.ch, self.state, self.single, self.out = ch, state, single, out
+        self.done: set[bytes] = set()
+
+    def emit(self, *message: int) -> None:
+        data = bytes(message)
+        if data[0] & 0xF0 == 0xB0 and data[1] in (0, 32):
+            self.done.add(data)  # a bank select from chapter P is not repeated by chapter C
+        self.out.append(data)
+        self.state.apply(data, 0)
+
+    def fresh(self, s: bool) -> bool:
+        """Whether a part is news: after a single loss, only the parts marked S=0 are."""
+        return not (self.single and s)
+
+    def differs(self, key: tuple[Any, ...], value: Any) -> bool:
+        """After a single loss an S=0 part is always news; after more, only a changed value."""
+        return self.single or self.state.get(key) != value
+
+    def channel(self, cj: ChannelJournal) -> None:
+        ch, state = self.ch, self.state
+        p = cj.program
+        if p is not None and self.fresh(p.s):
+            if p.bank_msb is not None and state.get(("c", 0)) != p.bank_msb:
+                self.emit(0xB0 | ch, 0, p.bank_msb)
+                # BANK-LSB 0 also stands for "no LSB sent": only a known, different LSB is news.
+                lsb = state.get(("c", 32))
+                if p.bank_lsb is not None and lsb != p.bank_lsb and (p.bank_lsb or lsb):
+                    self.emit(0xB0 | ch, 32, p.bank_lsb)
+            current = state.get(("p",))
+            if self.single or current is None or current[0] != p.program:
+                self.emit(0xC0 | ch, p.program)
+        if cj.controllers is not None and self.fresh(cj.controllers.s):
+            latest: dict[int, int] = {}
+            for log in cj.controllers.logs:  # enhanced encoding: the last value log counts
+                if log.value is not None and self.fresh(log.s):
+                    latest[log.number] = log.value
+            for number, value in latest.items():
+                if (
+                    number in PARAMETER_CONTROLLERS
+                    or bytes((0xB0 | ch, number, value)) in self.done
+                ):
+                    continue
+                if self.differs(("c", number), value):
+                    self.emit(0xB0 | ch, number, value)
+        if cj.parameters is not None and self.fresh(cj.parameters.s):
+            self.parameters(cj.parameters)
+        if cj.pitch is not None and self.fresh(cj.pitch[0]):
+            value = cj.pitch[1]
+            if self.differs(("w",), value):
+                self.emit(0xE0 | ch, value & 0x7F, value >> 7)
+        n = cj.notes
+        if n is not None:
+            for note in n.offs:
+                if state.get(("n", note)):
+                    self.emit(0x80 | ch, note, 0)
+            for nlog in n.logs:
+                if self.fresh(nlog.s) and nlog.play and nlog.velocity:
+                    if self.differs(("n", nlog.note), nlog.velocity):
+                        self.emit(0x90 | ch, nlog.note, nlog.velocity)
+        if cj.pressure is not None and self.fresh(cj.pressure[0]):
+            value = cj.pressure[1]
+            if self.differs(("t",), value):
+                self.emit(0xD0 | ch, value)
+        for plog in cj.poly or ():
+            if self.fresh(plog.s) and self.differs(("a", plog.note), plog.pressure):
+                self.emit(0xA0 | ch, plog.note, plog.pressure)
+
+    def select(self, nrpn: bool, number: int) -> None:
+        msb_cc, lsb_cc = (99, 98) if nrpn else (101, 100)
+        self.emit(0xB0 | self.ch, msb_cc, number >> 7)
+        self.emit(0xB0 | self.ch, lsb_cc, number & 0x7F)
+
+    def parameters(self, m: ParameterChapter) -> None:
+        """Data Entry values of the logged parameters, then the selection the journal says."""
+        regs = self.state.registers
+        before = (regs.nrpn, regs.number())
+        for log in m.logs:
+            if not self.fresh(log.s) or (log.entry_msb is None and log.entry_lsb is None):
                 continue
-            if single or state.get(("c", number)) != value:
-                out.append(bytes((0xB0 | ch, number, value)))
-    if cj.parameters is not None and fresh(cj.parameters.s):
-        _repair_parameters(cj.parameters, state, single, ch, out)
-    if cj.pitch is not None and fresh(cj.pitch[0]):
-        value = cj.pitch[1]
-        if single or state.get(("w",)) != value:
-            out.append(bytes((0xE0 | ch, value & 0x7F, value >> 7)))
-    n = cj.notes
-    if n is not None:
-        for note in n.offs:
-            if state.get(("n", note)):
-                out.append(bytes((0x80 | ch, note, 0)))
-        for nlog in n.logs:
-            if not fresh(nlog.s) or not nlog.play or not nlog.velocity:
+            current = self.state.get(("m", log.nrpn, log.number)) or (None, None)
+            stale_msb = log.entry_msb is not None and current[0] != log.entry_msb
+            stale_lsb = log.entry_lsb is not None and current[1] != log.entry_lsb
+            if not (self.single or stale_msb or stale_lsb):
                 continue
-            if single or state.get(("n", nlog.note)) != nlog.velocity:
-                out.append(bytes((0x90 | ch, nlog.note, nlog.velocity)))
-    if cj.pressure is not None and fresh(cj.pressure[0]):
-        value = cj.pressure[1]
-        if single or state.get(("t",)) != value:
-            out.append(bytes((0xD0 | ch, value)))
-    for plog in cj.poly or ():
-        if fresh(plog.s) and (single or state.get(("a", plog.note)) != plog.pressure):
-            out.append(bytes((0xA0 | ch, plog.note, plog.pressure)))
-
-
-def _select(ch: int, nrpn: bool, number: int) -> list[bytes]:
-    msb_cc, lsb_cc = (99, 98) if nrpn else (101, 100)
-    return [bytes((0xB0 | ch, msb_cc, number >> 7)), bytes((0xB0 | ch, lsb_cc, number & 0x7F))]
-
-
-def _repair_parameters(
-    m: ParameterChapter, state: ChannelState, single: bool, ch: int, out: list[bytes]
-) -> None:
-    regs = state.registers
-    before = (regs.nrpn, regs.selected(), regs.pending)
-    selection: tuple[bool, int | None] = (regs.nrpn, regs.selected())
-    for log in m.logs:
-        if single and log.s:
-            continue
-        current = state.get(("m", log.nrpn, log.number))
-        wanted = (log.entry_msb, log.entry_lsb)
-        if log.entry_msb is None and log.entry_lsb is None:
-            continue
-        if not single and current == wanted:
-            continue
-        if selection != (log.nrpn, log.number):
-            out.extend(_select(ch, log.nrpn, log.number))
-            selection = (log.nrpn, log.number)
-        if log.entry_msb is not None:
-            out.append(bytes((0xB0 | ch, 6, log.entry_msb)))
-        if log.entry_lsb is not None:
-            out.append(bytes((0xB0 | ch, 38, log.entry_lsb)))
-    if m.selected and m.logs:
-        last = m.logs[-1]
-        if selection != (last.nrpn, last.number):
-            out.extend(_select(ch, last.nrpn, last.number))
-    elif m.pending is not None:
-        nrpn, msb = m.pending
-        out.append(bytes((0xB0 | ch, 99 if nrpn else 101, msb)))
-    elif selection != before[:2]:
-        nrpn, number = before[0], before[1]
-        out.extend(_select(ch, nrpn, NULL_PARAMETER if number is None else number))
+            if (regs.nrpn, regs.number()) != (log.nrpn, log.number) or regs.pending:
+                self.select(log.nrpn, log.number)
+            if log.entry_msb is not None:
+                self.emit(0xB0 | self.ch, 6, log.entry_msb)
+            if log.entry_lsb is not None:
+                self.emit(0xB0 | self.ch, 38, log.entry_lsb)
+        if m.selected and m.logs:
+            last = m.logs[-1]
+            if (regs.nrpn, regs.number()) != (last.nrpn, last.number):
+                self.select(last.nrpn, last.number)
+        elif m.pending is not None:
+            nrpn, msb = m.pending
+            self.emit(0xB0 | self.ch, 99 if nrpn else 101, msb)
+        elif (regs.nrpn, regs.number()) != before:
+            self.select(*before)
