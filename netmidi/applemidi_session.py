@@ -255,15 +255,13 @@ class Session:
         return []
 
     def rtp_received(self, source: Address, ssrc: int, sequence: int, now: float) -> Peer | None:
-        """The member an RTP packet came from (None: not a member, drop it).
+        """The member an RTP packet came from, by its data address (None: drop it).
 
         Schedules receiver feedback; check :meth:`deadline` afterwards when it matters.
         """
         peer = self._by_data.get(source)
         if peer is None:
-            peer = self._member(source, ssrc)
-            if peer is None or peer.state is not State.CONNECTED:
-                return None
+            return None
         if ssrc != peer.ssrc:
             peer.ssrc = ssrc
             peer.ssrcs.add(ssrc)
