@@ -231,7 +231,7 @@ class DirectModeTests(BackendTestsBase):
             **{"max-packet": 200},
         )
         s.send([(parse_midi_channel(f"ch0.cc{n}"), Value.from_raw(n, 7)) for n in range(128)])
-        await wait_until(lambda: sum(len(p.commands) for p in raw.rtp()) == 128)
+        await wait_until(lambda: sum(len(p.messages) for p in raw.rtp()) == 128)
         packets = raw.rtp()
         self.assertGreater(len(packets), 1)
         self.assertTrue(all(len(d) <= 200 for d, _ in raw.received))

@@ -30,6 +30,12 @@ RTP_JOURNAL = h(
     "80 61 03 e8 00 00 30 39 11 11 11 11 | 43 90 3c 64 | a0 03 e7 | 80 0b 48 | 80 87 7f"
     "| 81 77 bc e4 02"
 )
+
+
+def pairs(packet: rtpmidi.Packet) -> list[tuple[int, bytes]]:
+    return list(zip(packet.deltas, packet.messages, strict=True))
+
+
 HEADER_1000 = RtpHeader(1000, 12345, SSRC_A, False, 97)
 
 
@@ -116,7 +122,7 @@ class RtpMidiGoldenTests(SynchronousTestCase):
         """The reference's tshark-checked packet: note on, journal with chapters C and N."""
         packet = rtpmidi.decode(RTP_JOURNAL)
         self.assertEqual(packet.header, HEADER_1000)
-        self.assertEqual(packet.commands, [(0, h("90 3c 64"))])
+        self.assertEqual(pairs(packet), [(0, h("90 3c 64"))])
         self.assertEqual(packet.journal, h("a0 03 e7 80 0b 48 80 87 7f 81 77 bc e4 02"))
 
     def test_encode_single_note(self) -> None:
@@ -147,7 +153,7 @@ class RtpMidiGoldenTests(SynchronousTestCase):
         self.assertEqual(section[:2], h("c0 1e"))
         self.assertEqual(len(section), 2 + 0x1E)
         packet = rtpmidi.decode(rtpmidi.encode_header(1, 1, 1) + section + h("20 00 01 00 03 00"))
-        self.assertEqual([m for _, m in packet.commands], messages)
+        self.assertEqual(packet.messages, messages)
         self.assertEqual(packet.journal, h("20 00 01 00 03 00"))
         with self.assertRaises(ValueError):
             rtpmidi.section_header(0x1000, False)
@@ -179,18 +185,18 @@ class RtpMidiGoldenTests(SynchronousTestCase):
         ]
         for section, expected in cases:
             packet = rtpmidi.decode(base + h(section))
-            self.assertEqual(packet.commands, [(d, h(m)) for d, m in expected], section)
+            self.assertEqual(pairs(packet), [(d, h(m)) for d, m in expected], section)
 
     def test_sysex_segments_in(self) -> None:
         """Complete, first, middle, last and cancelled segments, realtime inside a SysEx."""
         base = h("80 61 00 01 00 00 00 00 11 11 11 11")
         packet = rtpmidi.decode(base + h("0e f0 01 02 f7 00 f0 03 f8 04 f0 00 f7 05 f4"))
         self.assertEqual(
-            packet.commands,
+            pairs(packet),
             [(0, h("f0 01 02 f7")), (0, h("f8")), (0, h("f0 03 04 f0")), (0, h("f7 05 f4"))],
         )
         packet = rtpmidi.decode(base + h("04 f7 06 07 f0"))
-        self.assertEqual(packet.commands, [(0, h("f7 06 07 f0"))])
+        self.assertEqual(pairs(packet), [(0, h("f7 06 07 f0"))])
         # SysEx cancels running status.
         with self.assertRaises(RtpMidiError):
             rtpmidi.decode(base + h("09 90 3c 64 00 f0 01 f7 00 3c"))
@@ -201,11 +207,11 @@ class RtpMidiGoldenTests(SynchronousTestCase):
         marked = h("80 e1 00 01 00 00 00 02 00 00 00 03") + body
         self.assertEqual(rtpmidi.decode(marked).header, RtpHeader(1, 2, 3, True, 97))
         csrc = h("81 61 00 01 00 00 00 02 00 00 00 03 aa aa aa aa") + body
-        self.assertEqual(rtpmidi.decode(csrc).commands, [(0, h("90 3c 64"))])
+        self.assertEqual(pairs(rtpmidi.decode(csrc)), [(0, h("90 3c 64"))])
         ext = h("90 61 00 01 00 00 00 02 00 00 00 03 be de 00 01 01 02 03 04") + body
-        self.assertEqual(rtpmidi.decode(ext).commands, [(0, h("90 3c 64"))])
+        self.assertEqual(pairs(rtpmidi.decode(ext)), [(0, h("90 3c 64"))])
         padded = h("a0 61 00 01 00 00 00 02 00 00 00 03") + body + h("00 00 03")
-        self.assertEqual(rtpmidi.decode(padded).commands, [(0, h("90 3c 64"))])
+        self.assertEqual(pairs(rtpmidi.decode(padded)), [(0, h("90 3c 64"))])
 
     def test_malformed(self) -> None:
         base = h("80 61 00 01 00 00 00 00 11 11 11 11")
@@ -308,7 +314,7 @@ class PacketFuzzTests(SynchronousTestCase):
             if journal:
                 wire += h("00 00 01")
             packet = rtpmidi.decode(wire)
-            self.assertEqual([m for _, m in packet.commands], group)
+            self.assertEqual(packet.messages, group)
             self.assertLessEqual(len(wire), 12 + 2 + 200)
 
     @settings(max_examples=500)
@@ -320,8 +326,11 @@ class PacketFuzzTests(SynchronousTestCase):
                 packet = rtpmidi.decode(wire)
             except RtpMidiError:
                 continue
-            for _, message in packet.commands:
+            for message in packet.messages:
                 self.assertGreaterEqual(message[0], 0x80)
+            segments = [m for m in packet.messages if m[0] in (0xF0, 0xF7)]
+            self.assertEqual(packet.sysex, bool(segments))
+            self.assertEqual(len(packet.deltas), len(packet.messages))
 
     def test_pack_sections_limits(self) -> None:
         messages = [h("b0 07 7f")] * 1000

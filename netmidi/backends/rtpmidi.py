@@ -156,6 +156,7 @@ class RtpMidiInstance(Instance):
         self._ports: list[Any] = []
         self._v6 = ":" in options["bind"].host
         self._destinations: list[Address] = []
+        self._configured: list[Address] = []
         self._sources: dict[Address, _Source] = {}
         self._invite: set[str] = set(options["invite"])
         self._discovered: dict[Address, str] = {}
@@ -177,7 +178,8 @@ class RtpMidiInstance(Instance):
         bind: HostPort = self.options["bind"]
         if not self.apple:
             self._ports = [self._listen(bind.host, bind.port, self._data_received)]
-            self._destinations = [self._wire((p.host, p.port)) for p in self.options["peer"]]
+            self._configured = [self._wire((p.host, p.port)) for p in self.options["peer"]]
+            self._destinations = list(self._configured)
             return
         self._ports = self._listen_pair(bind)
         self.session = Session(
@@ -307,8 +309,8 @@ class RtpMidiInstance(Instance):
             assert isinstance(state, _Source)
         else:
             state = self._sources.get(source) or self._new_source(source)
-        messages = [message for _, message in packet.commands]
-        if any(m[0] in (0xF0, 0xF7) for m in messages):
+        messages = packet.messages
+        if packet.sysex:
             messages = self._reassemble(state, messages, source)
         if state.receiver is not None:
             messages = state.receiver.packet(header.sequence, messages, packet.journal).messages
@@ -321,8 +323,9 @@ class RtpMidiInstance(Instance):
         if len(self._sources) >= self._max_peers:
             forgotten = next(iter(self._sources))
             del self._sources[forgotten]
-            if self.options["learn"] and self._wire(forgotten) in self._destinations:
-                self._destinations.remove(self._wire(forgotten))
+            learned = self._wire(forgotten)
+            if learned in self._destinations and learned not in self._configured:
+                self._destinations.remove(learned)
         state = self._sources[source] = self._make_source()
         if self.options["learn"] and self._wire(source) not in self._destinations:
             self._destinations.append(self._wire(source))
@@ -367,7 +370,9 @@ class RtpMidiInstance(Instance):
         sock = self._ports[-1].socket
         timestamp = ticks(self.reactor.seconds() - self._epoch)
         journal = self.journal
-        for group in rtpmidi.pack_sections(pending, self._limit):
+        # Event messages are at most 3 bytes (4 with a delta): most batches fit one packet.
+        fits = len(pending) * 4 <= self._limit
+        for group in (pending,) if fits else rtpmidi.pack_sections(pending, self._limit):
             sequence = self._sequence = (self._sequence + 1) & 0xFFFF
             header = rtpmidi.encode_header(sequence, timestamp, self.ssrc, self._marker)
             if journal is None:

@@ -46,14 +46,17 @@ class RtpHeader(NamedTuple):
 
 
 class Packet(NamedTuple):
-    """One decoded packet: commands as ``(delta, message)`` with explicit status bytes.
+    """One decoded packet: MIDI messages (status bytes explicit) and their delta times.
 
-    ``journal`` holds the recovery journal's bytes (structure checked) or None.
+    ``sysex`` says whether any message is a SysEx segment (most packets carry none, so the
+    receiver skips reassembly); ``journal`` holds the recovery journal (structure checked).
     """
 
     header: RtpHeader
-    commands: list[tuple[int, bytes]]
+    messages: list[bytes]
+    deltas: list[int]
     journal: bytes | None
+    sysex: bool = False
 
 
 def data_length(status: int) -> int:
@@ -96,14 +99,13 @@ def decode(data: bytes) -> Packet:
         raise RtpMidiError(f"command section of {length} bytes, {size - start} present")
     # Fast path: one complete channel message with status and no journal (the common packet).
     if length == 3 and not flags & (_FLAG_Z | _FLAG_J) and 0x80 <= data[start] < 0xF0:
-        status = data[start]
-        if data_length(status) == 2 and data[start + 1] < 0x80 and data[start + 2] < 0x80:
-            return Packet(header, [(0, data[start:end])], None)
-    commands = _command_list(data, start, end, bool(flags & _FLAG_Z)) if length else []
-    journal = None
-    if flags & _FLAG_J:
-        journal = data[end : _journal_end(data, end, size)]
-    return Packet(header, commands, journal)
+        if _DATA_LENGTH[data[start] - 0x80] == 2 and (data[start + 1] | data[start + 2]) < 0x80:
+            return Packet(header, [data[start:end]], [0], None)
+    messages: list[bytes] = []
+    deltas: list[int] = []
+    sysex = bool(length) and _command_list(data, start, end, flags & _FLAG_Z, messages, deltas)
+    journal = data[end : _journal_end(data, end, size)] if flags & _FLAG_J else None
+    return Packet(header, messages, deltas, journal, sysex)
 
 
 def _delta(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -116,10 +118,13 @@ def _delta(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise RtpMidiError("truncated or over-long delta time")
 
 
-def _command_list(data: bytes, pos: int, end: int, first_delta: bool) -> list[tuple[int, bytes]]:
-    commands: list[tuple[int, bytes]] = []
+def _command_list(
+    data: bytes, pos: int, end: int, first_delta: int, messages: list[bytes], deltas: list[int]
+) -> bool:
+    """Decode a command list into ``messages``/``deltas``; True if it held SysEx."""
     running = 0
     delta = 0
+    sysex = False
     if first_delta:
         delta, pos = _delta(data, pos, end)
     while True:
@@ -127,11 +132,13 @@ def _command_list(data: bytes, pos: int, end: int, first_delta: bool) -> list[tu
             raise RtpMidiError("delta time without a command")
         octet = data[pos]
         if octet >= 0xF8:
-            commands.append((delta, data[pos : pos + 1]))
+            messages.append(data[pos : pos + 1])
+            deltas.append(delta)
             pos += 1
         elif octet == 0xF0 or octet == 0xF7:
-            pos = _sysex_segment(data, pos, end, delta, commands)
+            pos = _sysex_segment(data, pos, end, delta, messages, deltas)
             running = 0
+            sysex = True
         else:
             if octet >= 0x80:
                 status, head, pos = octet, pos, pos + 1
@@ -144,19 +151,24 @@ def _command_list(data: bytes, pos: int, end: int, first_delta: bool) -> list[tu
             if stop > end:
                 raise RtpMidiError("truncated MIDI command")
             body = data[pos:stop]
-            if any(b >= 0x80 for b in body):
+            if body and max(body) >= 0x80:
                 raise RtpMidiError("status byte inside a MIDI command's data")
-            commands.append((delta, data[head:stop] if head >= 0 else bytes((status,)) + body))
+            messages.append(data[head:stop] if head >= 0 else bytes((status,)) + body)
+            deltas.append(delta)
             pos = stop
         if pos == end:
-            return commands
-        delta, pos = _delta(data, pos, end)
+            return sysex
+        octet = data[pos]
+        if octet < 0x80:  # the usual one-octet delta, inline
+            delta, pos = octet, pos + 1
+        else:
+            delta, pos = _delta(data, pos, end)
 
 
 def _sysex_segment(
-    data: bytes, pos: int, end: int, delta: int, commands: list[tuple[int, bytes]]
+    data: bytes, pos: int, end: int, delta: int, messages: list[bytes], deltas: list[int]
 ) -> int:
-    """Append one SysEx segment (realtime bytes inside it become their own commands)."""
+    """Append one SysEx segment (realtime bytes inside it become their own messages)."""
     segment = bytearray(data[pos : pos + 1])
     for i in range(pos + 1, end):
         octet = data[i]
@@ -164,10 +176,12 @@ def _sysex_segment(
             segment.append(octet)
         elif octet in (0xF0, 0xF7, 0xF4):
             segment.append(octet)
-            commands.append((delta, bytes(segment)))
+            messages.append(bytes(segment))
+            deltas.append(delta)
             return i + 1
         elif octet >= 0xF8:
-            commands.append((delta, bytes((octet,))))
+            messages.append(bytes((octet,)))
+            deltas.append(delta)
         else:
             raise RtpMidiError(f"status byte {octet:#04x} inside a SysEx segment")
     raise RtpMidiError("SysEx segment without an end byte")
@@ -211,6 +225,8 @@ def encode_section(messages: Sequence[bytes], journal: bool = False) -> bytes:
     The messages are complete (status byte first); the caller keeps the list under
     :data:`MAX_SECTION` bytes (see :func:`pack_sections`).
     """
+    if len(messages) == 1:
+        return section_header(len(messages[0]), journal) + messages[0]
     body = bytearray()
     running = 0
     for index, message in enumerate(messages):
