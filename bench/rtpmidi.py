@@ -20,7 +20,6 @@ import argparse
 import os
 import select
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,7 +255,8 @@ def main() -> None:
                 result = bench.run(rate, per_packet, seconds)
                 lost = result.sent - result.received
                 print(
-                    f"  {per_packet:2d} ev/packet, asked {rate:6d} ev/s: sent {result.rate:8.0f} ev/s"
+                    f"  {per_packet:2d} ev/packet, asked {rate:6d} ev/s:"
+                    f" sent {result.rate:8.0f} ev/s"
                     f" ({result.packet_rate:7.0f} packets/s), lost {lost:6d}, daemon"
                     f" {result.cpu_per_packet * 1e6:6.1f} µs CPU/packet"
                     f" ({result.cpu_share * 100:3.0f} % of a core)"
