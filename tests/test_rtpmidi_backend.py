@@ -175,7 +175,7 @@ class AppleSessionTests(BackendTestsBase):
             raw_port.write(data, ("127.0.0.1", r.control_port + 1))
         await wait_until(lambda: r.bad.total >= 10)
         self.assertEqual(r_in, [])
-        self.assertIn("IN with protocol version 1", r.bad.counts)
+        self.assertIn("IN with a protocol version other than 2", r.bad.counts)
 
 
 class DirectModeTests(BackendTestsBase):

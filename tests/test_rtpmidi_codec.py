@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -29,6 +32,11 @@ RS = h("ff ff 52 53 22 22 22 22 03 e8 00 00")
 RTP_JOURNAL = h(
     "80 61 03 e8 00 00 30 39 11 11 11 11 | 43 90 3c 64 | a0 03 e7 | 80 0b 48 | 80 87 7f"
     "| 81 77 bc e4 02"
+)
+
+
+RTP_REASONS = frozenset(
+    re.findall(r'RtpMidiError\(\s*"([^"]+)"\)', Path(rtpmidi.__file__).read_text())
 )
 
 
@@ -89,12 +97,12 @@ class AppleMidiGoldenTests(SynchronousTestCase):
         bad = {
             b"": "not an AppleMIDI packet",
             b"\x80\x61": "not an AppleMIDI packet",
-            IN[:15]: "truncated IN (15 bytes)",
-            IN[:4] + b"\0\0\0\x01" + IN[8:]: "IN with protocol version 1",
-            CK0[:35]: "truncated CK (35 bytes)",
-            CK0[:8] + b"\x03" + CK0[9:]: "CK with count 3",
-            RS[:11]: "truncated RS (11 bytes)",
-            b"\xff\xffZZ": "unknown command b'ZZ'",
+            IN[:15]: "truncated IN",
+            IN[:4] + b"\0\0\0\x01" + IN[8:]: "IN with a protocol version other than 2",
+            CK0[:35]: "truncated CK",
+            CK0[:8] + b"\x03" + CK0[9:]: "CK with a count above 2",
+            RS[:11]: "truncated RS",
+            b"\xff\xffZZ": "unknown AppleMIDI command",
         }
         for wire, reason in bad.items():
             with self.assertRaises(applemidi.AppleMidiError) as caught:
@@ -216,9 +224,9 @@ class RtpMidiGoldenTests(SynchronousTestCase):
     def test_malformed(self) -> None:
         base = h("80 61 00 01 00 00 00 00 11 11 11 11")
         bad = {
-            base[:12]: "truncated RTP packet (12 bytes)",
-            h("40") + base[1:] + h("00"): "RTP version 1",
-            base + h("0a 90 3c"): "command section of 10 bytes, 2 present",
+            base[:12]: "truncated RTP packet",
+            h("40") + base[1:] + h("00"): "RTP version other than 2",
+            base + h("0a 90 3c"): "command section longer than the packet",
             base + h("43 90 3c 64 a0 00"): "truncated recovery journal header",
             base + h("02 3c 64"): "running status without a previous status byte",
             base + h("02 90 3c"): "truncated MIDI command",
@@ -226,13 +234,13 @@ class RtpMidiGoldenTests(SynchronousTestCase):
             base + h("04 90 3c 64 00"): "delta time without a command",
             base + h("26 ff ff ff ff 90 3c"): "truncated or over-long delta time",
             base + h("03 f0 01 02"): "SysEx segment without an end byte",
-            base + h("03 f0 90 f7"): "status byte 0x90 inside a SysEx segment",
+            base + h("03 f0 90 f7"): "status byte inside a SysEx segment",
             base + h("80"): "truncated command section header",
             base + h("40 a0 00 01 00 00"): "truncated channel journal header",
-            base + h("40 a0 00 01 00 00 03"): "channel journal of 0 bytes, 3 present",
+            base + h("40 a0 00 01 00 00 03"): "bad channel journal length",
             base + h("40 c0 00 01 00"): "truncated system journal header",
-            base + h("40 c0 00 01 00 05"): "system journal of 5 bytes, 2 present",
-            h("a0") + base[1:] + h("03 90 3c 64 00"): "bad RTP padding 0",
+            base + h("40 c0 00 01 00 05"): "bad system journal length",
+            h("a0") + base[1:] + h("03 90 3c 64 00"): "bad RTP padding",
         }
         for wire, reason in bad.items():
             with self.assertRaises(RtpMidiError) as caught:
@@ -324,7 +332,9 @@ class PacketFuzzTests(SynchronousTestCase):
         for wire in (data, h("80 61 00 01 00 00 00 00 11 11 11 11") + data):
             try:
                 packet = rtpmidi.decode(wire)
-            except RtpMidiError:
+            except RtpMidiError as error:
+                # Reasons key the drop counters: a fixed set, never values from the packet.
+                self.assertIn(str(error), RTP_REASONS)
                 continue
             for message in packet.messages:
                 self.assertGreaterEqual(message[0], 0x80)

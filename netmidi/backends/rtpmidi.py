@@ -398,7 +398,8 @@ class RtpMidiInstance(Instance):
             if isinstance(output, Transmit):
                 self._transmit(output)
             elif isinstance(output, Ignored):
-                self.bad.drop(output.reason, source=output.source)
+                source = f"{output.source} ({output.detail})" if output.detail else output.source
+                self.bad.drop(output.reason, source=source)
             elif isinstance(output, Acknowledged):
                 if self.journal is not None:
                     self.journal.confirm(output.sequence)

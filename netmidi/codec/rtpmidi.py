@@ -34,7 +34,7 @@ _DATA_LENGTH: Final = bytes(
 
 
 class RtpMidiError(ValueError):
-    """A malformed RTP-MIDI packet or SysEx segment; the message says why."""
+    """A malformed RTP-MIDI packet; the message says why, never quoting packet values."""
 
 
 class RtpHeader(NamedTuple):
@@ -68,10 +68,10 @@ def decode(data: bytes) -> Packet:
     """Decode an RTP-MIDI packet; raise :class:`RtpMidiError` for anything malformed."""
     size = len(data)
     if size < 13:
-        raise RtpMidiError(f"truncated RTP packet ({size} bytes)")
+        raise RtpMidiError("truncated RTP packet")
     first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
     if first >> 6 != 2:
-        raise RtpMidiError(f"RTP version {first >> 6}")
+        raise RtpMidiError("RTP version other than 2")
     offset = 12 + 4 * (first & 0x0F)
     if first & 0x10:  # header extension: 16-bit profile, 16-bit length in words
         if size < offset + 4:
@@ -80,7 +80,7 @@ def decode(data: bytes) -> Packet:
     if first & 0x20:  # padding: the last octet counts the padding octets
         pad = data[-1]
         if pad == 0 or pad > size - offset:
-            raise RtpMidiError(f"bad RTP padding {pad}")
+            raise RtpMidiError("bad RTP padding")
         size -= pad
     header = RtpHeader(sequence, timestamp, ssrc, bool(second & 0x80), second & 0x7F)
     if offset >= size:
@@ -96,7 +96,7 @@ def decode(data: bytes) -> Packet:
         start = offset + 1
     end = start + length
     if end > size:
-        raise RtpMidiError(f"command section of {length} bytes, {size - start} present")
+        raise RtpMidiError("command section longer than the packet")
     # Fast path: one complete channel message with status and no journal (the common packet).
     if length == 3 and not flags & (_FLAG_Z | _FLAG_J) and 0x80 <= data[start] < 0xF0:
         if _DATA_LENGTH[data[start] - 0x80] == 2 and (data[start + 1] | data[start + 2]) < 0x80:
@@ -183,7 +183,7 @@ def _sysex_segment(
             messages.append(bytes((octet,)))
             deltas.append(delta)
         else:
-            raise RtpMidiError(f"status byte {octet:#04x} inside a SysEx segment")
+            raise RtpMidiError("status byte inside a SysEx segment")
     raise RtpMidiError("SysEx segment without an end byte")
 
 
@@ -198,7 +198,7 @@ def _journal_end(data: bytes, pos: int, size: int) -> int:
             raise RtpMidiError("truncated system journal header")
         length = (data[pos] & 0x03) << 8 | data[pos + 1]
         if length < 2 or pos + length > size:
-            raise RtpMidiError(f"system journal of {length} bytes, {size - pos} present")
+            raise RtpMidiError("bad system journal length")
         pos += length
     if flags & 0x20:  # A: TOTCHAN + 1 channel journals, 10-bit length including 3-byte header
         for _ in range((flags & 0x0F) + 1):
@@ -206,7 +206,7 @@ def _journal_end(data: bytes, pos: int, size: int) -> int:
                 raise RtpMidiError("truncated channel journal header")
             length = (data[pos] & 0x03) << 8 | data[pos + 1]
             if length < 3 or pos + length > size:
-                raise RtpMidiError(f"channel journal of {length} bytes, {size - pos} present")
+                raise RtpMidiError("bad channel journal length")
             pos += length
     return pos
 
