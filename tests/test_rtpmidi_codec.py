@@ -35,9 +35,7 @@ RTP_JOURNAL = h(
 )
 
 
-RTP_REASONS = frozenset(
-    re.findall(r'RtpMidiError\(\s*"([^"]+)"\)', Path(rtpmidi.__file__).read_text())
-)
+RTP_REASONS = frozenset(re.findall(r'"([a-zA-Z][^"{}]*)"', Path(rtpmidi.__file__).read_text()))
 
 
 def pairs(packet: rtpmidi.Packet) -> list[tuple[int, bytes]]:

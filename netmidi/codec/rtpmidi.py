@@ -188,27 +188,30 @@ def _sysex_segment(
 
 
 def _journal_end(data: bytes, pos: int, size: int) -> int:
-    """Walk the recovery journal's structure (RFC 6295 §5); return where it ends."""
+    """Walk the recovery journal's structure (RFC 6295 §5); return where it ends.
+
+    The system journal (Y) and each of the TOTCHAN + 1 channel journals (A) start with a
+    10-bit length that counts their own 2- or 3-byte header.
+    """
     if pos + 3 > size:
         raise RtpMidiError("truncated recovery journal header")
     flags = data[pos]
     pos += 3
-    if flags & 0x40:  # Y: system journal, 10-bit length including its 2-byte header
-        if pos + 2 > size:
-            raise RtpMidiError("truncated system journal header")
+    parts = [_SYSTEM_JOURNAL] if flags & 0x40 else []
+    if flags & 0x20:
+        parts += [_CHANNEL_JOURNAL] * ((flags & 0x0F) + 1)
+    for header, truncated, bad in parts:
+        if pos + header > size:
+            raise RtpMidiError(truncated)
         length = (data[pos] & 0x03) << 8 | data[pos + 1]
-        if length < 2 or pos + length > size:
-            raise RtpMidiError("bad system journal length")
+        if length < header or pos + length > size:
+            raise RtpMidiError(bad)
         pos += length
-    if flags & 0x20:  # A: TOTCHAN + 1 channel journals, 10-bit length including 3-byte header
-        for _ in range((flags & 0x0F) + 1):
-            if pos + 3 > size:
-                raise RtpMidiError("truncated channel journal header")
-            length = (data[pos] & 0x03) << 8 | data[pos + 1]
-            if length < 3 or pos + length > size:
-                raise RtpMidiError("bad channel journal length")
-            pos += length
     return pos
+
+
+_SYSTEM_JOURNAL = (2, "truncated system journal header", "bad system journal length")
+_CHANNEL_JOURNAL = (3, "truncated channel journal header", "bad channel journal length")
 
 
 def encode_header(
