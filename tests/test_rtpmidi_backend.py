@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor as _reactor
+from twisted.internet import task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
@@ -348,3 +349,98 @@ class TsharkTests(BackendTestsBase):
         for word in ("Invitation", "Synchronization", "Receiver Feedback", "End Session"):
             self.assertIn(word, infos)
         self.assertGreaterEqual(sum(row[1] == "RTP-MIDI" for row in rows), 3)
+
+
+class DiscoveryHookTests(BackendTestsBase):
+    async def test_discovered_and_vanished(self) -> None:
+        """A discovered session is invited only if ``invite`` names it, and left when it goes."""
+        b, _ = self.instance("b", mode="apple", bind="127.0.0.1", join="*", title="stage")
+        a, _ = self.instance("a", mode="apple", bind="127.0.0.1", invite=["stage"])
+        address = ("127.0.0.1", b.control_port)
+        a.discovered("elsewhere", address)
+        self.assertEqual(a.peers(), [])
+        a.discovered("stage", address)
+        await wait_until(lambda: b._destinations and a._destinations)
+        a.vanished(address)
+        await wait_until(lambda: not b._destinations)
+        self.assertEqual(a.peers(), [])
+
+
+class FakePort:
+    """A UDP port for a clock-driven reactor: records what is written."""
+
+    def __init__(self, port: int, written: list[tuple[int, bytes, Any]]) -> None:
+        self.port, self.written, self.socket = port, written, self
+
+    def getHost(self) -> Any:
+        return type("Host", (), {"port": self.port})()
+
+    def write(self, data: bytes, addr: Any) -> None:
+        self.written.append((self.port, data, addr))
+
+    sendto = write
+
+    def setsockopt(self, *option: Any) -> None:
+        pass
+
+    def stopListening(self) -> None:
+        pass
+
+
+class FakeReactor(task.Clock):
+    """A task.Clock that also opens fake UDP ports (MemoryReactor has no listenUDP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[int, bytes, Any]] = []
+        self.next_port = 7000
+
+    def listenUDP(
+        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 0
+    ) -> FakePort:
+        if not port:
+            port, self.next_port = self.next_port, self.next_port + 1
+        return FakePort(port, self.written)
+
+
+class ClockDrivenTests(TestCase):
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        options, _ = parse_options(
+            RtpMidiBackend.instance_options,
+            {"mode": "apple", "bind": "127.0.0.1 0", "peer": "127.0.0.1 6004"},
+        )
+        backend = RtpMidiBackend(self.reactor, {"detect": "off"})
+        self.instance = backend.add_instance("c", options)
+        assert isinstance(self.instance, RtpMidiInstance)
+        self.instance.start()
+
+    def test_invitation_timer(self) -> None:
+        """The instance's timer resends IN every second, 13 times, then waits to retry."""
+        for _ in range(30):
+            self.reactor.advance(0.5)
+        invites = [(port, applemidi.decode(d), to) for port, d, to in self.reactor.written]
+        self.assertEqual(len(invites), 13)
+        self.assertEqual({(port, to) for port, _, to in invites}, {(7000, ("127.0.0.1", 6004))})
+        self.assertEqual(self.instance.control_port, 7000)
+        # The last IN at 12 s goes unanswered for a second, then 10 s until the next round.
+        self.assertEqual(self.instance.peers()[0].due, 23)
+
+    def test_send_batches_one_turn(self) -> None:
+        """Events sent in one reactor turn leave as one packet (nothing without members)."""
+        peer = self.instance.peers()[0]
+        self.instance.session.received(  # type: ignore[union-attr]
+            0, Exchange(b"OK", peer.token, 9, "p"), ("127.0.0.1", 6004), 0
+        )
+        self.instance._apply(
+            self.instance.session.received(  # type: ignore[union-attr]
+                1, Exchange(b"OK", peer.token, 9, "p"), ("127.0.0.1", 6005), 0
+            )
+        )
+        self.reactor.written.clear()
+        self.instance.send([(NOTE60, Value.from_raw(1, 7))])
+        self.instance.send([(CC7, Value.from_raw(2, 7))])
+        self.assertEqual(self.reactor.written, [])
+        self.reactor.advance(0)
+        rtp = [rtpmidi.decode(d) for _, d, _ in self.reactor.written if d[:2] != b"\xff\xff"]
+        self.assertEqual([p.messages for p in rtp], [[b"\x90\x3c\x01", b"\xb1\x07\x02"]])
