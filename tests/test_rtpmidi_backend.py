@@ -41,6 +41,23 @@ async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> N
     raise AssertionError("condition not met in time")
 
 
+def free_even_port() -> int:
+    """An even port whose successor is free too (node-rtpmidi's parity bug)."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port % 2:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return int(port)
+    raise RuntimeError("no free even port pair")
+
+
 class Peer(DatagramProtocol):
     """A raw UDP endpoint that records what it receives (a scripted AppleMIDI peer)."""
 
@@ -444,3 +461,45 @@ class ClockDrivenTests(TestCase):
         self.reactor.advance(0)
         rtp = [rtpmidi.decode(d) for _, d, _ in self.reactor.written if d[:2] != b"\xff\xff"]
         self.assertEqual([p.messages for p in rtp], [[b"\x90\x3c\x01", b"\xb1\x07\x02"]])
+
+
+class LossyRelay(DatagramProtocol):
+    """Forwards between a client and one target port, dropping the first ``drop`` datagrams."""
+
+    def __init__(self, target: tuple[str, int], drop: int) -> None:
+        self.target, self.drop, self.client = target, drop, None
+        self.dropped = 0
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        source = (addr[0], addr[1])
+        if source != self.target:
+            self.client = source  # type: ignore[assignment]
+            if self.dropped < self.drop:
+                self.dropped += 1
+                return
+        destination = self.client if source == self.target else self.target
+        if destination is not None and self.transport is not None:
+            self.transport.write(datagram, destination)
+
+
+class LossTests(BackendTestsBase):
+    async def test_invitations_survive_loss(self) -> None:
+        """Lost INs on both ports are resent by the instance's timer until the session forms."""
+        b, b_in = self.instance("b", mode="apple", bind="127.0.0.1", join="*")
+        relays = [
+            LossyRelay(("127.0.0.1", b.control_port), drop=2),
+            LossyRelay(("127.0.0.1", b.control_port + 1), drop=1),
+        ]
+        control, _ = self.peer_with(relays[0])
+        self.peer_with(relays[1], control + 1)
+        a, _ = self.instance("a", mode="apple", bind="127.0.0.1", peer=f"127.0.0.1 {control}")
+        await wait_until(lambda: a._destinations and b._destinations, 8)
+        self.assertEqual([r.dropped for r in relays], [2, 1])
+        a.send([(NOTE60, Value.from_raw(9, 7))])
+        await wait_until(lambda: b_in)
+        self.assertEqual(b_in, [[(NOTE60, Value.from_raw(9, 7))]])
+
+    def peer_with(self, protocol: DatagramProtocol, port: int = 0) -> tuple[int, Any]:
+        listening = reactor.listenUDP(port or free_even_port(), protocol, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        return listening.getHost().port, listening

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from twisted.trial.unittest import SkipTest
 
 from netmidi.codec.midi import parse_midi_channel
 from netmidi.values import Value
-from tests.test_rtpmidi_backend import BackendTestsBase, wait_until
+from tests.test_rtpmidi_backend import BackendTestsBase, free_even_port, wait_until
 
 reactor: Any = _reactor
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,23 +38,6 @@ NOTE60 = parse_midi_channel("ch0.note60")
 NOTE64 = parse_midi_channel("ch0.note64")
 CC7 = parse_midi_channel("ch1.cc7")
 CC10 = parse_midi_channel("ch0.cc10")
-
-
-def free_even_port() -> int:
-    """An even port whose successor is free too (node-rtpmidi's parity bug)."""
-    for _ in range(64):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            if port % 2:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return int(port)
-    raise RuntimeError("no free even port pair")
 
 
 class PeerProcess(ProcessProtocol):
