@@ -258,6 +258,15 @@ class DirectModeTests(BackendTestsBase):
         self.assertFalse(any(p.header.marker for p in packets))
         del r, r_in
 
+    async def test_marker_rfc(self) -> None:
+        """marker: rfc sets M=1 on packets with commands; the default (compat) sends 0."""
+        raw, raw_port = self.peer()
+        to = f"127.0.0.1 {raw_port.getHost().port}"
+        s, _ = self.instance("s", mode="direct", bind="127.0.0.1", peer=to, marker="rfc")
+        s.send([(NOTE60, Value.from_raw(1, 7))])
+        await wait_until(lambda: raw.received)
+        self.assertEqual([p.header.marker for p in raw.rtp()], [True])
+
     async def test_ipv6(self) -> None:
         try:
             probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)

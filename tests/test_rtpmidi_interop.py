@@ -145,14 +145,17 @@ class NodeTests(InteropBase):
 
 
 class PymidiTests(InteropBase):
-    async def test_pymidi_participant(self) -> None:
-        """pymidi accepts netmidi's invitation and receives its notes and CCs exactly."""
+    def pymidi(self, port: int, host: str = "127.0.0.1") -> PeerProcess:
         try:
             import pymidi  # noqa: F401
         except ImportError:
             raise SkipTest("pymidi missing: run .ci/peers/rtpmidi.sh") from None
+        return self.spawn([sys.executable, str(PEERS / "rtpmidi_pymidi.py"), str(port), host])
+
+    async def test_pymidi_participant(self) -> None:
+        """pymidi accepts netmidi's invitation and receives its notes and CCs exactly."""
         port = free_even_port()
-        peer = self.spawn([sys.executable, str(PEERS / "rtpmidi_pymidi.py"), str(port)])
+        peer = self.pymidi(port)
         await wait_until(lambda: peer.saw("ready"), 10)
         r, _ = self.instance(mode="apple", bind="127.0.0.1", peer=f"127.0.0.1 {port}")
         await wait_until(lambda: r._destinations, 10)
@@ -172,3 +175,14 @@ class PymidiTests(InteropBase):
         # pymidi answers CK; the session stays up through the burst.
         await wait_until(lambda: r.peers()[0].exchanges >= 2, 5)
         self.assertEqual(r.bad.total, 0, dict(r.bad.counts))
+
+    async def test_pymidi_ipv6(self) -> None:
+        """The same over IPv6 loopback."""
+        port = free_even_port()
+        peer = self.pymidi(port, "::1")
+        await wait_until(lambda: peer.saw("ready"), 10)
+        r, _ = self.instance(mode="apple", bind="::1", peer=f"::1 {port}")
+        await wait_until(lambda: r._destinations, 10)
+        r.send([(NOTE64, Value.from_raw(127, 7))])
+        await wait_until(lambda: peer.midi(), 5)
+        self.assertEqual(peer.midi()[0]["params"], {"key": 64, "velocity": 127})

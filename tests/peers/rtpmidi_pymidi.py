@@ -1,6 +1,6 @@
 """pymidi 0.5.0 as an AppleMIDI participant for tests/test_rtpmidi_interop.py.
 
-usage: python rtpmidi_pymidi.py PORT. Prints ``@@ {json}`` lines: ready, connected, midi.
+usage: python rtpmidi_pymidi.py PORT [HOST]. Prints ``@@ {json}`` lines: ready, connected, midi.
 (``pymidi.client`` is never imported: in 0.5.0 it binds 0.0.0.0 at import time.)
 """
 
@@ -27,7 +27,7 @@ class Handler(server.Handler):
             out(event="midi", command=str(c.command), channel=c.channel, params=params)
 
 
-s = server.Server([("127.0.0.1", int(sys.argv[1]))])
+s = server.Server([(sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", int(sys.argv[1]))])
 s.add_handler(Handler())
 out(event="ready")
 s.serve_forever()
