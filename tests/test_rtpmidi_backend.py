@@ -13,6 +13,7 @@ from twisted.internet import reactor as _reactor
 from twisted.internet import task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SkipTest, TestCase
 
 from netmidi.backend import Event, Instance
@@ -451,6 +452,18 @@ class ClockDrivenTests(TestCase):
         self.assertEqual(self.instance.control_port, 7000)
         # The last IN at 12 s goes unanswered for a second, then 10 s until the next round.
         self.assertEqual(self.instance.peers()[0].due, 23)
+
+    def test_unreachable_logged_once(self) -> None:
+        """A configured peer that never answers is logged once, not at every retry round."""
+        with capturedLogs() as events:
+            for _ in range(120):
+                self.reactor.advance(1)
+        lines = [formatEvent(e) for e in events if "session" in formatEvent(e)]
+        self.assertEqual(
+            lines,
+            ["c: no session with at 127.0.0.1 port 6004: no answer to invitations (retrying)"],
+        )
+        self.assertGreater(len(self.reactor.written), 13 * 4)
 
     def test_send_batches_one_turn(self) -> None:
         """Events sent in one reactor turn leave as one packet (nothing without members)."""

@@ -18,6 +18,7 @@ import errno
 import os
 import random
 import socket
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -160,6 +161,7 @@ class RtpMidiInstance(Instance):
         self._sources: dict[Address, _Source] = {}
         self._invite: set[str] = set(options["invite"])
         self._discovered: dict[Address, str] = {}
+        self._unreachable: weakref.WeakSet[Peer] = weakref.WeakSet()
 
     # -- channels ---------------------------------------------------------------------------
 
@@ -404,6 +406,7 @@ class RtpMidiInstance(Instance):
                 if self.journal is not None:
                     self.journal.confirm(output.sequence)
             elif isinstance(output, Connected):
+                self._unreachable.discard(output.peer)
                 output.peer.context = self._make_source()
                 self._members_changed()
                 self.log.info(
@@ -412,15 +415,24 @@ class RtpMidiInstance(Instance):
                     peer=output.peer.describe(),
                 )
             elif isinstance(output, Disconnected):
-                output.peer.context = None
-                self._members_changed()
-                self.log.info(
-                    "{name}: session with {peer} ended: {reason}",
-                    name=self.name,
-                    peer=output.peer.describe(),
-                    reason=output.reason,
-                )
+                self._disconnected(output)
         self._schedule()
+
+    def _disconnected(self, output: Disconnected) -> None:
+        """Log a lost session; a peer that cannot be reached is logged once, not every retry."""
+        peer = output.peer
+        if peer.context is not None:
+            peer.context = None
+            self._members_changed()
+            message = "{name}: session with {peer} ended: {reason}"
+        elif peer in self._unreachable:
+            return
+        else:
+            message = "{name}: no session with {peer}: {reason}"
+        if peer.configured:
+            self._unreachable.add(peer)
+            message += " (retrying)"
+        self.log.info(message, name=self.name, peer=peer.describe(), reason=output.reason)
 
     def _transmit(self, output: Transmit) -> None:
         if not self._ports:
