@@ -308,7 +308,8 @@ class RtpMidiInstance(Instance):
             if self._timer is None or peer.due < self._timer.getTime():
                 self._schedule()
             state = peer.context
-            assert isinstance(state, _Source)
+            if not isinstance(state, _Source):  # set on Connected; never trust it blindly
+                state = peer.context = self._make_source()
         else:
             state = self._sources.get(source) or self._new_source(source)
         messages = packet.messages
