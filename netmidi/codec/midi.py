@@ -218,9 +218,13 @@ class MidiStreamParser:
         return out
 
     def reset(self) -> None:
-        """Forget running status and any partial message (e.g. after a reconnect)."""
+        """Forget running status and drop any partial message.
+
+        For a reconnect, and after each unit of input whose messages are known to be whole (a
+        MIDI API's callback), so a truncated message is dropped rather than completed by the next.
+        """
         if self._pending or self._sysex is not None:
-            self._on_drop("incomplete message at reset")
+            self._on_drop("incomplete message")
         self._running = 0
         self._pending.clear()
         self._sysex = None
