@@ -120,6 +120,8 @@ class _Source:
 class _Socket(DatagramProtocol):
     """Hands datagrams to the instance, saying which of its sockets they came to."""
 
+    noisy = False
+
     def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
         self.handler = handler
 
@@ -248,7 +250,7 @@ class RtpMidiInstance(Instance):
                     pass
             control.stopListening()
         error = OSError(errno.EADDRINUSE, "no free port pair")
-        raise CannotListenError(bind.host, 0, error)  # type: ignore[no-untyped-call]
+        raise CannotListenError(bind.host, 0, error)
 
     # -- discovery --------------------------------------------------------------------------
 
