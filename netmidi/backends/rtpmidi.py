@@ -63,7 +63,8 @@ from netmidi.options import (
     text,
 )
 
-_RECEIVE_BUFFER = 1 << 20
+_RECEIVE_BUFFER = 4 << 20
+_READ_BUDGET = 8192
 _PAIR_ATTEMPTS = 32
 
 
@@ -229,6 +230,9 @@ class RtpMidiInstance(Instance):
         sock = getattr(listening, "socket", None)
         if sock is not None:  # large buffers: Windows rtpMIDI users lost messages without them
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        # Twisted reads up to 256 KiB per wakeup: 16 000 small packets from a flooding sender,
+        # while every other socket and timer waits. A smaller budget keeps the daemon responsive.
+        listening.maxThroughput = _READ_BUDGET
         return listening
 
     def _listen_pair(self, bind: HostPort) -> list[Any]:
