@@ -230,20 +230,19 @@ def encode_section(messages: Sequence[bytes], journal: bool = False) -> bytes:
     """
     if len(messages) == 1:
         return section_header(len(messages[0]), journal) + messages[0]
-    body = bytearray()
+    parts = []
     running = 0
-    for index, message in enumerate(messages):
-        if index:
-            body.append(0)
+    for message in messages:
         status = message[0]
         if status == running:
-            body += message[1:]
+            parts.append(message[1:])
             continue
-        body += message
+        parts.append(message)
         if status < 0xF0:
             running = status
         elif status < 0xF8:
             running = 0
+    body = b"\0".join(parts)  # a one-octet delta time of 0 between commands
     return section_header(len(body), journal) + body
 
 
