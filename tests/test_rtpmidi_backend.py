@@ -308,6 +308,29 @@ class DirectModeTests(BackendTestsBase):
         self.assertEqual(a_in, [[(NOTE60, Value.from_raw(3, 7))]])
 
 
+class StartTests(BackendTestsBase):
+    def test_busy_port(self) -> None:
+        """A port already in use is logged and leaves that instance down, without a traceback."""
+        _, taken = self.peer()
+        options, _ = parse_options(
+            RtpMidiBackend.instance_options,
+            {"mode": "direct", "bind": f"127.0.0.1 {taken.getHost().port}"},
+        )
+        backend = RtpMidiBackend(reactor, {"detect": "off"})
+        instance = backend.add_instance("busy", options)
+        with capturedLogs() as events:
+            backend.startService()
+        self.addCleanup(backend.stopService)
+        self.assertEqual(
+            [formatEvent(e) for e in events if e.get("log_level").name == "error"],
+            [
+                f"busy: cannot listen on 127.0.0.1 port {taken.getHost().port}"
+                " ([Errno 98] Address already in use); instance not started"
+            ],
+        )
+        instance.send([(NOTE60, Value.from_raw(1, 7))])  # harmless while down
+
+
 class OptionTests(BackendTestsBase):
     def test_option_errors(self) -> None:
         table = RtpMidiBackend.instance_options

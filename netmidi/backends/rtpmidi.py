@@ -146,7 +146,6 @@ class RtpMidiInstance(Instance):
         self.journal: OutgoingJournal | None = None
         self.new_receiver: Callable[[], IncomingJournal] | None = None
         self.session: Session | None = None
-        self.sent = 0
         self._encoder = MidiEventEncoder(options["epn-tx"])
         self._marker = options["marker"] == "rfc"
         self._limit = options["max-packet"] - 14
@@ -395,7 +394,6 @@ class RtpMidiInstance(Instance):
                     sock.sendto(datagram, destination)
                 except OSError as error:  # e.g. no route, or a full buffer: never crash
                     self.bad.drop(f"send failed: {os.strerror(error.errno or 0)}", destination)
-            self.sent += 1
         if self.session is not None:
             self.session.last_sent = self._sequence
 
@@ -570,7 +568,16 @@ class RtpMidiBackend(Backend):
         super().startService()  # type: ignore[no-untyped-call]
         for instance in self.instances.values():
             assert isinstance(instance, RtpMidiInstance)
-            instance.start()
+            try:
+                instance.start()
+            except CannotListenError as error:  # one busy port must not stop the whole show
+                self.log.error(
+                    "{name}: cannot listen on {host} port {port} ({reason}); instance not started",
+                    name=instance.name,
+                    host=error.interface or "any address",
+                    port=error.port,
+                    reason=error.socketError,
+                )
 
     def stopService(self) -> Deferred[Any]:
         stops = [i.stop() for i in self.instances.values() if isinstance(i, RtpMidiInstance)]
