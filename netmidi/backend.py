@@ -9,7 +9,7 @@ incoming events to the router through :meth:`Instance.emit`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Hashable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Hashable, Mapping, NamedTuple, Sequence
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
@@ -22,6 +22,15 @@ Event = tuple[Channel, Value]
 Sink = Callable[["Instance", Sequence[Event]], None]
 # The reactor: typed loosely because Twisted's reactor interfaces are zope interfaces.
 Reactor = Any
+
+
+class Route(NamedTuple):
+    """One compiled mapping from a source channel to a target channel."""
+
+    source: Instance
+    source_channel: Channel
+    target: Instance
+    target_channel: Channel
 
 
 class Instance(ABC):
@@ -108,6 +117,14 @@ class Backend(MultiService, ABC):
     @abstractmethod
     def create_instance(self, name: str, options: Mapping[str, Any]) -> Instance:
         """Create an instance from its parsed options; open nothing yet."""
+
+    def claim_routes(self, routes: Sequence[Route]) -> Sequence[Route]:
+        """Routes (both ends in this backend) that the backend carries itself, bypassing the router.
+
+        A backend returns those it can move faster as a block (sACN copies slot ranges); the
+        router leaves them out of its per-event tables and out of ``mapped()``.
+        """
+        return ()
 
     def check(self) -> list[str]:
         """Cross-option checks after all instances exist; return error texts (no location)."""
