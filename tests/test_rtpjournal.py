@@ -379,6 +379,22 @@ class SenderTests(SynchronousTestCase):
         self.assertFalse(sender.confirm(1002))  # never moves back
         self.assertEqual(decode_journal(sender.packet(1010, []))[0].checkpoint, 1005)
 
+    def test_slowest_receiver_holds_the_checkpoint(self) -> None:
+        """With two receivers the checkpoint follows the one that confirmed least."""
+        sender = JournalSender()
+        sender.packet(0, [])
+        sender.track("a")
+        sender.track("b")
+        for seq in range(1, 6):
+            sender.packet(seq, [bytes((0xB0, seq, 1))])
+        self.assertTrue(sender.confirm(4, "a"))
+        self.assertEqual(decode_journal(sender.packet(6, []))[0].checkpoint, 0)
+        self.assertTrue(sender.confirm(2, "b"))
+        self.assertEqual(decode_journal(sender.packet(7, []))[0].checkpoint, 2)
+        sender.forget("b")
+        self.assertTrue(sender.confirm(6, "a"))
+        self.assertEqual(decode_journal(sender.packet(8, []))[0].checkpoint, 6)
+
     def test_history_bounded_without_feedback(self) -> None:
         """Without RS the journal covers at most max_packets packets."""
         sender = JournalSender(max_packets=8)

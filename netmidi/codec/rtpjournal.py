@@ -18,7 +18,7 @@ RTP-MIDI command section and the MIDI codec share. Only channel voice messages a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -711,6 +711,7 @@ class JournalSender:
         self._packet = -1  # unwrapped number of the last packet sent
         self._seq = 0  # its RTP sequence number
         self._checkpoint = 0  # unwrapped number of the oldest packet the journal covers
+        self._confirmed: dict[Hashable, int] = {}  # receiver -> last packet it confirmed
 
     def _unwrap(self, seq: int) -> int:
         if self._packet < 0:
@@ -749,19 +750,32 @@ class JournalSender:
         s = all(cj.s for cj in channels)
         return encode_journal(Journal(oldest & 0xFFFF, tuple(channels), s=s))
 
-    def confirm(self, seq: int) -> bool:
-        """Receiver feedback (RS): the receiver has everything up to ``seq``.
+    def track(self, receiver: Hashable) -> None:
+        """A new receiver: until it confirms, the history it may need stays (within bounds)."""
+        self._confirmed[receiver] = max(self._packet, self._checkpoint)
 
-        The checkpoint moves to that packet (it stays covered, so a receiver reading the
-        checkpoint as inclusive or exclusive is served either way). Values that name no packet
-        of the recent history (rtpmidid's low-half RS, stale or forged feedback) are ignored.
+    def forget(self, receiver: Hashable) -> None:
+        """A receiver left: its feedback no longer holds the checkpoint back."""
+        self._confirmed.pop(receiver, None)
+
+    def confirm(self, seq: int, receiver: Hashable = None) -> bool:
+        """Receiver feedback (RS): ``receiver`` has everything up to ``seq``.
+
+        The checkpoint moves to the oldest packet some tracked receiver has not confirmed past
+        (that packet stays covered, so a receiver reading the checkpoint as inclusive or
+        exclusive is served either way). Values that name no packet of the recent history
+        (rtpmidid's low-half RS, stale or forged feedback) are ignored.
         """
         if self._packet < 0:
             return False
-        confirmed = self._packet - ((self._seq - seq) & 0xFFFF)
-        if confirmed < self._checkpoint:
+        behind = (self._seq - seq) & 0xFFFF
+        if behind > self.max_packets and behind > self._packet - self._checkpoint:
             return False
-        self._checkpoint = confirmed
+        confirmed = self._packet - behind
+        if confirmed < self._confirmed.get(receiver, -1):
+            return False
+        self._confirmed[receiver] = confirmed
+        self._checkpoint = max(self._checkpoint, min(self._confirmed.values()))
         return True
 
 
