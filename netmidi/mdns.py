@@ -279,6 +279,7 @@ class MdnsService(Service):
         self.bad = BadInput(self.log, "mdns", reactor.seconds)
         self.discovered: dict[str, DiscoveredSession] = {}
         self.announced: dict[str, str] = {}  # requested session name -> the name in use
+        self._own: set[str] = set()  # service names (lower case) we announce or are probing
         self._listeners: list[tuple[Callable[[DiscoveredSession], None], Callable[[str], None]]]
         self._listeners = []
         self._pending: list[tuple[str, int, list[str], Deferred[str]]] = []
@@ -362,10 +363,12 @@ class MdnsService(Service):
             parsed_addresses=addresses,
         )
         full = info.name
+        self._own.add(full.lower())
 
         def registered(_: None) -> str:
             name = info.name[: -len(SERVICE_TYPE) - 1]
             self.announced[session] = info.name
+            self._own.add(info.name.lower())
             if info.name != full:
                 self.log.warn(
                     "mdns: session name {old!r} is taken on the network; announced as {new!r}",
@@ -399,7 +402,7 @@ class MdnsService(Service):
         self.reactor.callFromThread(self._changed, kwargs["name"], kwargs["state_change"])
 
     def _changed(self, name: str, change: ServiceStateChange) -> None:
-        if name in self.announced.values() or self._engine is None:
+        if name.lower() in self._own or self._engine is None:
             return
         if change is ServiceStateChange.Removed:
             session = self.discovered.pop(name, None)
@@ -413,6 +416,8 @@ class MdnsService(Service):
         d.addErrback(lambda f: self.bad.drop(f"cannot resolve: {f.getErrorMessage()}", name))
 
     def _resolved(self, info: ServiceInfo | None, name: str) -> None:
+        if name.lower() in self._own:
+            return  # became ours while resolving (our rename)
         if info is None:
             self.bad.drop("no answer to the resolve query", source=name)
             return
