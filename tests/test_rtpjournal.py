@@ -405,7 +405,7 @@ class SenderTests(SynchronousTestCase):
         controllers = journal.channels[0].controllers
         assert controllers is not None
         self.assertEqual(len(controllers.logs), 8)
-        self.assertLessEqual(sum(len(s.items) for s in sender.channels.values()), 9)
+        self.assertLessEqual(sum(len(s.controllers) for s in sender.channels.values()), 9)
 
     def test_size_bounded(self) -> None:
         """A journal never grows past max_bytes: the oldest history goes first."""
