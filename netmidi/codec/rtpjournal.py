@@ -372,19 +372,19 @@ def _decode_channel(outer: _Reader) -> ChannelJournal:
             s=bool(a & 0x80),
         )
     if toc & TOC_C:
-        top = r.byte("chapter C")
-        logs = []
-        for _ in range((top & 0x7F) + 1):
-            number, second = r.take(2, "chapter C log")
-            logs.append(
+        s, pairs = _read_logs(r, "chapter C")
+        controllers = ControllerChapter(
+            tuple(
                 ControllerLog(
                     number=number & 0x7F,
                     value=None if second & 0x80 else second,
                     alt=second & 0x7F if second & 0x80 else 0,
                     s=bool(number & 0x80),
                 )
-            )
-        controllers = ControllerChapter(tuple(logs), s=bool(top & 0x80))
+                for number, second in pairs
+            ),
+            s=s,
+        )
     if toc & TOC_M:
         parameters = _decode_parameters(r)
     if toc & TOC_W:
@@ -393,20 +393,17 @@ def _decode_channel(outer: _Reader) -> ChannelJournal:
     if toc & TOC_N:
         notes = _decode_notes(r)
     if toc & TOC_E:
-        top = r.byte("chapter E")
-        extras = bytes((top,)) + r.take(2 * ((top & 0x7F) + 1), "chapter E logs")
+        start = r.pos
+        _read_logs(r, "chapter E")
+        extras = r.data[start : r.pos]
     if toc & TOC_T:
         value = r.byte("chapter T")
         pressure = (bool(value & 0x80), value & 0x7F)
     if toc & TOC_A:
-        top = r.byte("chapter A")
-        plogs = []
-        for _ in range((top & 0x7F) + 1):
-            note, value = r.take(2, "chapter A log")
-            plogs.append(
-                PressureLog(note & 0x7F, value & 0x7F, x=bool(value & 0x80), s=bool(note & 0x80))
-            )
-        poly = tuple(plogs)
+        poly = tuple(
+            PressureLog(note & 0x7F, value & 0x7F, x=bool(value & 0x80), s=bool(note & 0x80))
+            for note, value in _read_logs(r, "chapter A")[1]
+        )
     if r.pos != r.end:
         raise JournalError(
             f"channel {channel} journal LENGTH {length} disagrees with its chapters"
@@ -425,6 +422,13 @@ def _decode_channel(outer: _Reader) -> ChannelJournal:
         enhanced=bool(head[0] & 0x04),
         s=bool(head[0] & 0x80),
     )
+
+
+def _read_logs(r: _Reader, what: str) -> tuple[bool, list[tuple[int, int]]]:
+    """Chapters C, E and A: ``S LEN``, then LEN + 1 two-octet logs."""
+    top = r.byte(what)
+    data = r.take(2 * ((top & 0x7F) + 1), f"{what} logs")
+    return bool(top & 0x80), list(zip(data[::2], data[1::2], strict=True))
 
 
 def _decode_parameters(outer: _Reader) -> ParameterChapter:
