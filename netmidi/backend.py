@@ -9,7 +9,8 @@ incoming events to the router through :meth:`Instance.emit`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Hashable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
@@ -86,7 +87,7 @@ class Backend(MultiService, ABC):
     """A protocol's service; children are added by the backend for its own sockets or clients."""
 
     log = Logger()
-    name: ClassVar[str]
+    name: str  # the backend name used in show files (also the service name)
     global_options: ClassVar[Mapping[str, Option[Any]]] = {}
     instance_options: ClassVar[Mapping[str, Option[Any]]] = {}
     # True where everything sent to an instance comes straight back as its input (loopback).
@@ -99,7 +100,7 @@ class Backend(MultiService, ABC):
     )
 
     def __init__(self, reactor: Reactor, options: Mapping[str, Any]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.reactor = reactor
         self.options = options
         self.detect = options.get("detect", "off") != "off"

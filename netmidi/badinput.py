@@ -7,7 +7,7 @@ line per reason per interval, saying how many were dropped since the last line.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.logger import Logger
 
