@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
@@ -286,6 +286,7 @@ class MdnsService(Service):
         self._engine: _Engine | None = None
         self._ready: Deferred[None] | None = None
         self._allowed: list[str] = []
+        self._inflight: set[Deferred[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -329,8 +330,15 @@ class MdnsService(Service):
         engine, self._engine = self._engine, None
         if engine is None:
             return succeed(None)
-        d = engine.close()
-        d.addErrback(lambda f: self.log.failure("mdns: closing zeroconf failed", f))
+        # Registrations still probing finish first, so that they get their goodbye too.
+        d = DeferredList(list(self._inflight), consumeErrors=True)
+        d.addCallback(lambda _: engine.close())
+        d.addCallbacks(
+            lambda _: self.log.info(
+                "mdns: goodbye sent for {count} announcement(s)", count=len(self.announced)
+            ),
+            lambda f: self.log.failure("mdns: closing zeroconf failed", f),
+        )
         return d
 
     # -- announcing -------------------------------------------------------------------------
@@ -383,7 +391,14 @@ class MdnsService(Service):
             )
             return name
 
-        return self._engine.register(info).addCallback(registered)
+        inflight = self._engine.register(info)
+        self._inflight.add(inflight)
+
+        def done(result: Any) -> Any:
+            self._inflight.discard(inflight)
+            return result
+
+        return inflight.addBoth(done).addCallback(registered)
 
     # -- browsing ---------------------------------------------------------------------------
 

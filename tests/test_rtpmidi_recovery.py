@@ -24,6 +24,7 @@ from netmidi.backends.rtpmidi import RtpMidiBackend, RtpMidiInstance
 from netmidi.codec import rtpmidi
 from netmidi.codec.midi import parse_midi_channel
 from netmidi.options import parse_options
+from netmidi.testing.daemon import DaemonProcess, start_daemon
 from netmidi.values import Value
 
 reactor: Any = _reactor
@@ -231,3 +232,58 @@ class LossTests(RecoveryTestsBase):
             f" channels end wrong. With journal: {with_journal['repaired']} repair messages,"
             f" 0 channels end wrong."
         )
+
+
+SHOW = """\
+backends:
+  rtpmidi:
+    mdns-name: {host}
+    mdns-interface: 127.0.0.1
+instances:
+  {name}:
+    backend: rtpmidi
+    mode: apple
+    bind: 127.0.0.1
+    {role}: "*"
+  lb:
+    backend: loopback
+map:
+  - lb.x > {name}.ch0.note60
+"""
+
+
+class DaemonDiscoveryTests(TestCase):
+    """Two ``twistd netmidi`` daemons in the lab find each other with no ``peer:``."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        if not IN_LAB:
+            self.skipTest("needs the network lab (run inside ../shared/netlab)")
+
+    def daemon(self, directory: str, name: str, role: str) -> DaemonProcess:
+        show = os.path.join(directory, f"{name}.yaml")
+        with open(show, "w") as file:
+            file.write(SHOW.format(host=f"host-{name}", name=name, role=role))
+        process = start_daemon(reactor, "-c", show, cwd=directory)
+        self.addCleanup(lambda: process.stop() if not process.exit_code.called else None)
+        return process
+
+    async def test_two_daemons_establish_a_session(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        b = self.daemon(directory, "b", "join")
+        a = self.daemon(directory, "a", "invite")
+        await a.wait_for(reactor, "netmidi running")
+        await b.wait_for(reactor, "netmidi running")
+        started = time.monotonic()
+        await a.wait_for(reactor, "a: session with 'b'", timeout=10)
+        took = time.monotonic() - started
+        await b.wait_for(reactor, "b: session with 'a'", timeout=5)
+        self.assertLess(took, 5.0, a.output)
+        # B's goodbye reaches A before B exits: A sees the session go away.
+        self.assertEqual(await b.stop(), 0)
+        self.assertIn("mdns: goodbye sent for 1 announcement(s)", b.output)
+        await a.wait_for(reactor, "mdns: session 'b' went away", timeout=5)
+        self.assertEqual(await a.stop(), 0)
+        self.assertNotIn("Traceback", a.output + b.output)
