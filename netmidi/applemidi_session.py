@@ -143,10 +143,11 @@ class Acknowledged:
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    """An AppleMIDI packet that was not acted on, with the reason (for the drop counter)."""
+    """An AppleMIDI packet that was not acted on: a fixed reason (the drop counter's key)."""
 
     source: Address
     reason: str
+    detail: str = ""
 
 
 Output = Transmit | Connected | Disconnected | Acknowledged | Ignored
@@ -289,7 +290,7 @@ class Session:
         if not accept:
             return [
                 Transmit(CONTROL, source, Exchange(REJECT, command.token, self.ssrc, self.name)),
-                Ignored(source, f"invitation from session {command.name!r} not accepted"),
+                Ignored(source, "invitation not accepted (see join)", f"session {command.name!r}"),
             ]
         outputs: list[Output] = []
         if peer is not None:  # the peer restarted, or invited us while we invited it
@@ -409,7 +410,7 @@ class Session:
             if last is not None and (last - sequence) & 0xFFFF < 0x8000:
                 peer.acknowledged = sequence
                 return [Acknowledged(peer, sequence)]
-        return [Ignored(source, f"RS {command.field:#010x} does not match anything we sent")]
+        return [Ignored(source, "RS for no packet we sent", f"field {command.field:#010x}")]
 
     # -- timers -----------------------------------------------------------------------------
 

@@ -179,7 +179,7 @@ class StreamParserTests(SynchronousTestCase):
     def test_reset(self) -> None:
         self.feed("90 3c")
         self.parser.reset()
-        self.assertEqual(self.drops, ["incomplete message at reset"])
+        self.assertEqual(self.drops, ["incomplete message"])
         self.assertEqual(self.feed("7f"), [])
 
     def test_list_of_ints(self) -> None:

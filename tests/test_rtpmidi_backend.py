@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor as _reactor
+from twisted.internet import task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SkipTest, TestCase
 
 from netmidi.backend import Event, Instance
@@ -38,6 +40,23 @@ async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> N
             return
         await deferLater(reactor, 0.01)
     raise AssertionError("condition not met in time")
+
+
+def free_even_port() -> int:
+    """An even port whose successor is free too (node-rtpmidi's parity bug)."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port % 2:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return int(port)
+    raise RuntimeError("no free even port pair")
 
 
 class Peer(DatagramProtocol):
@@ -175,7 +194,7 @@ class AppleSessionTests(BackendTestsBase):
             raw_port.write(data, ("127.0.0.1", r.control_port + 1))
         await wait_until(lambda: r.bad.total >= 10)
         self.assertEqual(r_in, [])
-        self.assertIn("IN with protocol version 1", r.bad.counts)
+        self.assertIn("IN with a protocol version other than 2", r.bad.counts)
 
 
 class DirectModeTests(BackendTestsBase):
@@ -231,7 +250,7 @@ class DirectModeTests(BackendTestsBase):
             **{"max-packet": 200},
         )
         s.send([(parse_midi_channel(f"ch0.cc{n}"), Value.from_raw(n, 7)) for n in range(128)])
-        await wait_until(lambda: sum(len(p.commands) for p in raw.rtp()) == 128)
+        await wait_until(lambda: sum(len(p.messages) for p in raw.rtp()) == 128)
         packets = raw.rtp()
         self.assertGreater(len(packets), 1)
         self.assertTrue(all(len(d) <= 200 for d, _ in raw.received))
@@ -239,6 +258,15 @@ class DirectModeTests(BackendTestsBase):
         self.assertEqual(sequences, [(sequences[0] + i) & 0xFFFF for i in range(len(packets))])
         self.assertFalse(any(p.header.marker for p in packets))
         del r, r_in
+
+    async def test_marker_rfc(self) -> None:
+        """marker: rfc sets M=1 on packets with commands; the default (compat) sends 0."""
+        raw, raw_port = self.peer()
+        to = f"127.0.0.1 {raw_port.getHost().port}"
+        s, _ = self.instance("s", mode="direct", bind="127.0.0.1", peer=to, marker="rfc")
+        s.send([(NOTE60, Value.from_raw(1, 7))])
+        await wait_until(lambda: raw.received)
+        self.assertEqual([p.header.marker for p in raw.rtp()], [True])
 
     async def test_ipv6(self) -> None:
         try:
@@ -348,3 +376,152 @@ class TsharkTests(BackendTestsBase):
         for word in ("Invitation", "Synchronization", "Receiver Feedback", "End Session"):
             self.assertIn(word, infos)
         self.assertGreaterEqual(sum(row[1] == "RTP-MIDI" for row in rows), 3)
+
+
+class DiscoveryHookTests(BackendTestsBase):
+    async def test_discovered_and_vanished(self) -> None:
+        """A discovered session is invited only if ``invite`` names it, and left when it goes."""
+        b, _ = self.instance("b", mode="apple", bind="127.0.0.1", join="*", title="stage")
+        a, _ = self.instance("a", mode="apple", bind="127.0.0.1", invite=["stage"])
+        address = ("127.0.0.1", b.control_port)
+        a.discovered("elsewhere", address)
+        self.assertEqual(a.peers(), [])
+        a.discovered("stage", address)
+        await wait_until(lambda: b._destinations and a._destinations)
+        a.vanished(address)
+        await wait_until(lambda: not b._destinations)
+        self.assertEqual(a.peers(), [])
+
+
+class FakePort:
+    """A UDP port for a clock-driven reactor: records what is written."""
+
+    def __init__(self, port: int, written: list[tuple[int, bytes, Any]]) -> None:
+        self.port, self.written, self.socket = port, written, self
+
+    def getHost(self) -> Any:
+        return type("Host", (), {"port": self.port})()
+
+    def write(self, data: bytes, addr: Any) -> None:
+        self.written.append((self.port, data, addr))
+
+    sendto = write
+
+    def setsockopt(self, *option: Any) -> None:
+        pass
+
+    def stopListening(self) -> None:
+        pass
+
+
+class FakeReactor(task.Clock):
+    """A task.Clock that also opens fake UDP ports (MemoryReactor has no listenUDP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[int, bytes, Any]] = []
+        self.next_port = 7000
+
+    def listenUDP(
+        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 0
+    ) -> FakePort:
+        if not port:
+            port, self.next_port = self.next_port, self.next_port + 1
+        return FakePort(port, self.written)
+
+
+class ClockDrivenTests(TestCase):
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        options, _ = parse_options(
+            RtpMidiBackend.instance_options,
+            {"mode": "apple", "bind": "127.0.0.1 0", "peer": "127.0.0.1 6004"},
+        )
+        backend = RtpMidiBackend(self.reactor, {"detect": "off"})
+        self.instance = backend.add_instance("c", options)
+        assert isinstance(self.instance, RtpMidiInstance)
+        self.instance.start()
+
+    def test_invitation_timer(self) -> None:
+        """The instance's timer resends IN every second, 13 times, then waits to retry."""
+        for _ in range(30):
+            self.reactor.advance(0.5)
+        invites = [(port, applemidi.decode(d), to) for port, d, to in self.reactor.written]
+        self.assertEqual(len(invites), 13)
+        self.assertEqual({(port, to) for port, _, to in invites}, {(7000, ("127.0.0.1", 6004))})
+        self.assertEqual(self.instance.control_port, 7000)
+        # The last IN at 12 s goes unanswered for a second, then 10 s until the next round.
+        self.assertEqual(self.instance.peers()[0].due, 23)
+
+    def test_unreachable_logged_once(self) -> None:
+        """A configured peer that never answers is logged once, not at every retry round."""
+        with capturedLogs() as events:
+            for _ in range(120):
+                self.reactor.advance(1)
+        lines = [formatEvent(e) for e in events if "session" in formatEvent(e)]
+        self.assertEqual(
+            lines,
+            ["c: no session with at 127.0.0.1 port 6004: no answer to invitations (retrying)"],
+        )
+        self.assertGreater(len(self.reactor.written), 13 * 4)
+
+    def test_send_batches_one_turn(self) -> None:
+        """Events sent in one reactor turn leave as one packet (nothing without members)."""
+        peer = self.instance.peers()[0]
+        self.instance.session.received(  # type: ignore[union-attr]
+            0, Exchange(b"OK", peer.token, 9, "p"), ("127.0.0.1", 6004), 0
+        )
+        self.instance._apply(
+            self.instance.session.received(  # type: ignore[union-attr]
+                1, Exchange(b"OK", peer.token, 9, "p"), ("127.0.0.1", 6005), 0
+            )
+        )
+        self.reactor.written.clear()
+        self.instance.send([(NOTE60, Value.from_raw(1, 7))])
+        self.instance.send([(CC7, Value.from_raw(2, 7))])
+        self.assertEqual(self.reactor.written, [])
+        self.reactor.advance(0)
+        rtp = [rtpmidi.decode(d) for _, d, _ in self.reactor.written if d[:2] != b"\xff\xff"]
+        self.assertEqual([p.messages for p in rtp], [[b"\x90\x3c\x01", b"\xb1\x07\x02"]])
+
+
+class LossyRelay(DatagramProtocol):
+    """Forwards between a client and one target port, dropping the first ``drop`` datagrams."""
+
+    def __init__(self, target: tuple[str, int], drop: int) -> None:
+        self.target, self.drop, self.client = target, drop, None
+        self.dropped = 0
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        source = (addr[0], addr[1])
+        if source != self.target:
+            self.client = source  # type: ignore[assignment]
+            if self.dropped < self.drop:
+                self.dropped += 1
+                return
+        destination = self.client if source == self.target else self.target
+        if destination is not None and self.transport is not None:
+            self.transport.write(datagram, destination)
+
+
+class LossTests(BackendTestsBase):
+    async def test_invitations_survive_loss(self) -> None:
+        """Lost INs on both ports are resent by the instance's timer until the session forms."""
+        b, b_in = self.instance("b", mode="apple", bind="127.0.0.1", join="*")
+        relays = [
+            LossyRelay(("127.0.0.1", b.control_port), drop=2),
+            LossyRelay(("127.0.0.1", b.control_port + 1), drop=1),
+        ]
+        control, _ = self.peer_with(relays[0])
+        self.peer_with(relays[1], control + 1)
+        a, _ = self.instance("a", mode="apple", bind="127.0.0.1", peer=f"127.0.0.1 {control}")
+        await wait_until(lambda: a._destinations and b._destinations, 8)
+        self.assertEqual([r.dropped for r in relays], [2, 1])
+        a.send([(NOTE60, Value.from_raw(9, 7))])
+        await wait_until(lambda: b_in)
+        self.assertEqual(b_in, [[(NOTE60, Value.from_raw(9, 7))]])
+
+    def peer_with(self, protocol: DatagramProtocol, port: int = 0) -> tuple[int, Any]:
+        listening = reactor.listenUDP(port or free_even_port(), protocol, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        return listening.getHost().port, listening

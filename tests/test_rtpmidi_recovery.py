@@ -181,12 +181,12 @@ class LossTests(RecoveryTestsBase):
         for _ in range(packets):
             events: list[Event] = []
             for _ in range(rng.randint(1, 2)):
-                ch = rng.randint(0, 1)
+                ch = rng.randint(0, 3)
                 if rng.random() < 0.5:
-                    channel = parse_midi_channel(f"ch{ch}.note{rng.randint(60, 71)}")
+                    channel = parse_midi_channel(f"ch{ch}.note{rng.randint(48, 83)}")
                     raw = rng.choice([0, rng.randint(1, 127)])
                 else:
-                    channel = parse_midi_channel(f"ch{ch}.cc{rng.randint(1, 16)}")
+                    channel = parse_midi_channel(f"ch{ch}.cc{rng.randint(1, 32)}")
                     raw = rng.randint(0, 127)
                 events.append((channel, Value.from_raw(raw, 7)))
             a.send(events)

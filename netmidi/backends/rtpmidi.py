@@ -18,6 +18,7 @@ import errno
 import os
 import random
 import socket
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -139,9 +140,11 @@ class RtpMidiInstance(Instance):
         self._ports: list[Any] = []
         self._v6 = ":" in options["bind"].host
         self._destinations: list[Address] = []
+        self._configured: list[Address] = []
         self._sources: dict[Address, _Source] = {}
         self._invite: set[str] = set(options["invite"])
         self._discovered: dict[Address, str] = {}
+        self._unreachable: weakref.WeakSet[Peer] = weakref.WeakSet()
 
     # -- channels ---------------------------------------------------------------------------
 
@@ -160,7 +163,8 @@ class RtpMidiInstance(Instance):
         bind: HostPort = self.options["bind"]
         if not self.apple:
             self._ports = [self._listen(bind.host, bind.port, self._data_received)]
-            self._destinations = [self._wire((p.host, p.port)) for p in self.options["peer"]]
+            self._configured = [self._wire((p.host, p.port)) for p in self.options["peer"]]
+            self._destinations = list(self._configured)
             return
         self._ports = self._listen_pair(bind)
         self.session = Session(
@@ -287,11 +291,12 @@ class RtpMidiInstance(Instance):
             if self._timer is None or peer.due < self._timer.getTime():
                 self._schedule()
             state = peer.context
-            assert isinstance(state, _Source)
+            if not isinstance(state, _Source):  # set on Connected; never trust it blindly
+                state = peer.context = self._make_source()
         else:
             state = self._sources.get(source) or self._new_source(source)
-        messages = [message for _, message in packet.commands]
-        if any(m[0] in (0xF0, 0xF7) for m in messages):
+        messages = packet.messages
+        if packet.sysex:
             messages = self._reassemble(state, messages, source)
         if state.receiver is not None:
             received = state.receiver.packet(header.sequence, messages, packet.journal)
@@ -307,8 +312,9 @@ class RtpMidiInstance(Instance):
         if len(self._sources) >= self._max_peers:
             forgotten = next(iter(self._sources))
             del self._sources[forgotten]
-            if self.options["learn"] and self._wire(forgotten) in self._destinations:
-                self._destinations.remove(self._wire(forgotten))
+            learned = self._wire(forgotten)
+            if learned in self._destinations and learned not in self._configured:
+                self._destinations.remove(learned)
         state = self._sources[source] = self._make_source()
         if self.options["learn"] and self._wire(source) not in self._destinations:
             self._destinations.append(self._wire(source))
@@ -353,7 +359,9 @@ class RtpMidiInstance(Instance):
         sock = self._ports[-1].socket
         timestamp = ticks(self.reactor.seconds() - self._epoch)
         journal = self.journal
-        for group in rtpmidi.pack_sections(pending, self._limit):
+        # Event messages are at most 3 bytes (4 with a delta): most batches fit one packet.
+        fits = len(pending) * 4 <= self._limit
+        for group in (pending,) if fits else rtpmidi.pack_sections(pending, self._limit):
             sequence = self._sequence = (self._sequence + 1) & 0xFFFF
             header = rtpmidi.encode_header(sequence, timestamp, self.ssrc, self._marker)
             if journal is None:
@@ -379,11 +387,13 @@ class RtpMidiInstance(Instance):
             if isinstance(output, Transmit):
                 self._transmit(output)
             elif isinstance(output, Ignored):
-                self.bad.drop(output.reason, source=output.source)
+                source = f"{output.source} ({output.detail})" if output.detail else output.source
+                self.bad.drop(output.reason, source=source)
             elif isinstance(output, Acknowledged):
                 if self.journal is not None:
                     self.journal.confirm(output.sequence, output.peer.control)
             elif isinstance(output, Connected):
+                self._unreachable.discard(output.peer)
                 output.peer.context = self._make_source()
                 if self.journal is not None:
                     self.journal.track(output.peer.control)
@@ -394,17 +404,26 @@ class RtpMidiInstance(Instance):
                     peer=output.peer.describe(),
                 )
             elif isinstance(output, Disconnected):
-                output.peer.context = None
-                if self.journal is not None:
-                    self.journal.forget(output.peer.control)
-                self._members_changed()
-                self.log.info(
-                    "{name}: session with {peer} ended: {reason}",
-                    name=self.name,
-                    peer=output.peer.describe(),
-                    reason=output.reason,
-                )
+                self._disconnected(output)
         self._schedule()
+
+    def _disconnected(self, output: Disconnected) -> None:
+        """Log a lost session; a peer that cannot be reached is logged once, not every retry."""
+        peer = output.peer
+        if self.journal is not None:
+            self.journal.forget(peer.control)
+        if peer.context is not None:
+            peer.context = None
+            self._members_changed()
+            message = "{name}: session with {peer} ended: {reason}"
+        elif peer in self._unreachable:
+            return
+        else:
+            message = "{name}: no session with {peer}: {reason}"
+        if peer.configured:
+            self._unreachable.add(peer)
+            message += " (retrying)"
+        self.log.info(message, name=self.name, peer=peer.describe(), reason=output.reason)
 
     def _transmit(self, output: Transmit) -> None:
         if not self._ports:

@@ -28,7 +28,11 @@ _U64 = (1 << 64) - 1
 
 
 class AppleMidiError(ValueError):
-    """A packet that is not a valid AppleMIDI command; the message says why (for drop counters)."""
+    """A packet that is not a valid AppleMIDI command.
+
+    The message says why, from a small fixed set (it keys the drop counters, so it never
+    carries values from the packet).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,26 +105,26 @@ def decode(data: bytes) -> Command:
     command = data[2:4]
     if command in EXCHANGE_COMMANDS:
         if len(data) < _EXCHANGE.size:
-            raise AppleMidiError(f"truncated {command.decode()} ({len(data)} bytes)")
+            raise AppleMidiError(f"truncated {command.decode()}")
         _, _, version, token, ssrc = _EXCHANGE.unpack_from(data)
         if version != VERSION:
-            raise AppleMidiError(f"{command.decode()} with protocol version {version}")
+            raise AppleMidiError(f"{command.decode()} with a protocol version other than 2")
         raw_name = data[_EXCHANGE.size :]
         name = raw_name.split(b"\0", 1)[0].decode("utf-8", "replace") if raw_name else None
         return Exchange(command, token, ssrc, name, version)
     if command == b"CK":
         if len(data) < _SYNC.size:
-            raise AppleMidiError(f"truncated CK ({len(data)} bytes)")
+            raise AppleMidiError("truncated CK")
         _, _, ssrc, count, ts1, ts2, ts3 = _SYNC.unpack_from(data)
         if count > 2:
-            raise AppleMidiError(f"CK with count {count}")
+            raise AppleMidiError("CK with a count above 2")
         return Sync(ssrc, count, (ts1, ts2, ts3))
     if command in (b"RS", b"RL"):
         if len(data) < _WORD.size:
-            raise AppleMidiError(f"truncated {command.decode()} ({len(data)} bytes)")
+            raise AppleMidiError(f"truncated {command.decode()}")
         _, _, ssrc, word = _WORD.unpack_from(data)
         return Feedback(ssrc, word) if command == b"RS" else BitrateLimit(ssrc, word)
-    raise AppleMidiError(f"unknown command {command!r}")
+    raise AppleMidiError("unknown AppleMIDI command")
 
 
 def encode(command: Command) -> bytes:

@@ -34,7 +34,7 @@ _DATA_LENGTH: Final = bytes(
 
 
 class RtpMidiError(ValueError):
-    """A malformed RTP-MIDI packet or SysEx segment; the message says why."""
+    """A malformed RTP-MIDI packet; the message says why, never quoting packet values."""
 
 
 class RtpHeader(NamedTuple):
@@ -46,14 +46,17 @@ class RtpHeader(NamedTuple):
 
 
 class Packet(NamedTuple):
-    """One decoded packet: commands as ``(delta, message)`` with explicit status bytes.
+    """One decoded packet: MIDI messages (status bytes explicit) and their delta times.
 
-    ``journal`` holds the recovery journal's bytes (structure checked) or None.
+    ``sysex`` says whether any message is a SysEx segment (most packets carry none, so the
+    receiver skips reassembly); ``journal`` holds the recovery journal (structure checked).
     """
 
     header: RtpHeader
-    commands: list[tuple[int, bytes]]
+    messages: list[bytes]
+    deltas: list[int]
     journal: bytes | None
+    sysex: bool = False
 
 
 def data_length(status: int) -> int:
@@ -65,10 +68,10 @@ def decode(data: bytes) -> Packet:
     """Decode an RTP-MIDI packet; raise :class:`RtpMidiError` for anything malformed."""
     size = len(data)
     if size < 13:
-        raise RtpMidiError(f"truncated RTP packet ({size} bytes)")
+        raise RtpMidiError("truncated RTP packet")
     first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
     if first >> 6 != 2:
-        raise RtpMidiError(f"RTP version {first >> 6}")
+        raise RtpMidiError("RTP version other than 2")
     offset = 12 + 4 * (first & 0x0F)
     if first & 0x10:  # header extension: 16-bit profile, 16-bit length in words
         if size < offset + 4:
@@ -77,7 +80,7 @@ def decode(data: bytes) -> Packet:
     if first & 0x20:  # padding: the last octet counts the padding octets
         pad = data[-1]
         if pad == 0 or pad > size - offset:
-            raise RtpMidiError(f"bad RTP padding {pad}")
+            raise RtpMidiError("bad RTP padding")
         size -= pad
     header = RtpHeader(sequence, timestamp, ssrc, bool(second & 0x80), second & 0x7F)
     if offset >= size:
@@ -93,17 +96,16 @@ def decode(data: bytes) -> Packet:
         start = offset + 1
     end = start + length
     if end > size:
-        raise RtpMidiError(f"command section of {length} bytes, {size - start} present")
+        raise RtpMidiError("command section longer than the packet")
     # Fast path: one complete channel message with status and no journal (the common packet).
     if length == 3 and not flags & (_FLAG_Z | _FLAG_J) and 0x80 <= data[start] < 0xF0:
-        status = data[start]
-        if data_length(status) == 2 and data[start + 1] < 0x80 and data[start + 2] < 0x80:
-            return Packet(header, [(0, data[start:end])], None)
-    commands = _command_list(data, start, end, bool(flags & _FLAG_Z)) if length else []
-    journal = None
-    if flags & _FLAG_J:
-        journal = data[end : _journal_end(data, end, size)]
-    return Packet(header, commands, journal)
+        if _DATA_LENGTH[data[start] - 0x80] == 2 and (data[start + 1] | data[start + 2]) < 0x80:
+            return Packet(header, [data[start:end]], [0], None)
+    messages: list[bytes] = []
+    deltas: list[int] = []
+    sysex = bool(length) and _command_list(data, start, end, flags & _FLAG_Z, messages, deltas)
+    journal = data[end : _journal_end(data, end, size)] if flags & _FLAG_J else None
+    return Packet(header, messages, deltas, journal, sysex)
 
 
 def _delta(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -116,10 +118,13 @@ def _delta(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise RtpMidiError("truncated or over-long delta time")
 
 
-def _command_list(data: bytes, pos: int, end: int, first_delta: bool) -> list[tuple[int, bytes]]:
-    commands: list[tuple[int, bytes]] = []
+def _command_list(
+    data: bytes, pos: int, end: int, first_delta: int, messages: list[bytes], deltas: list[int]
+) -> bool:
+    """Decode a command list into ``messages``/``deltas``; True if it held SysEx."""
     running = 0
     delta = 0
+    sysex = False
     if first_delta:
         delta, pos = _delta(data, pos, end)
     while True:
@@ -127,11 +132,13 @@ def _command_list(data: bytes, pos: int, end: int, first_delta: bool) -> list[tu
             raise RtpMidiError("delta time without a command")
         octet = data[pos]
         if octet >= 0xF8:
-            commands.append((delta, data[pos : pos + 1]))
+            messages.append(data[pos : pos + 1])
+            deltas.append(delta)
             pos += 1
         elif octet == 0xF0 or octet == 0xF7:
-            pos = _sysex_segment(data, pos, end, delta, commands)
+            pos = _sysex_segment(data, pos, end, delta, messages, deltas)
             running = 0
+            sysex = True
         else:
             if octet >= 0x80:
                 status, head, pos = octet, pos, pos + 1
@@ -144,19 +151,24 @@ def _command_list(data: bytes, pos: int, end: int, first_delta: bool) -> list[tu
             if stop > end:
                 raise RtpMidiError("truncated MIDI command")
             body = data[pos:stop]
-            if any(b >= 0x80 for b in body):
+            if body and max(body) >= 0x80:
                 raise RtpMidiError("status byte inside a MIDI command's data")
-            commands.append((delta, data[head:stop] if head >= 0 else bytes((status,)) + body))
+            messages.append(data[head:stop] if head >= 0 else bytes((status,)) + body)
+            deltas.append(delta)
             pos = stop
         if pos == end:
-            return commands
-        delta, pos = _delta(data, pos, end)
+            return sysex
+        octet = data[pos]
+        if octet < 0x80:  # the usual one-octet delta, inline
+            delta, pos = octet, pos + 1
+        else:
+            delta, pos = _delta(data, pos, end)
 
 
 def _sysex_segment(
-    data: bytes, pos: int, end: int, delta: int, commands: list[tuple[int, bytes]]
+    data: bytes, pos: int, end: int, delta: int, messages: list[bytes], deltas: list[int]
 ) -> int:
-    """Append one SysEx segment (realtime bytes inside it become their own commands)."""
+    """Append one SysEx segment (realtime bytes inside it become their own messages)."""
     segment = bytearray(data[pos : pos + 1])
     for i in range(pos + 1, end):
         octet = data[i]
@@ -164,37 +176,42 @@ def _sysex_segment(
             segment.append(octet)
         elif octet in (0xF0, 0xF7, 0xF4):
             segment.append(octet)
-            commands.append((delta, bytes(segment)))
+            messages.append(bytes(segment))
+            deltas.append(delta)
             return i + 1
         elif octet >= 0xF8:
-            commands.append((delta, bytes((octet,))))
+            messages.append(bytes((octet,)))
+            deltas.append(delta)
         else:
-            raise RtpMidiError(f"status byte {octet:#04x} inside a SysEx segment")
+            raise RtpMidiError("status byte inside a SysEx segment")
     raise RtpMidiError("SysEx segment without an end byte")
 
 
 def _journal_end(data: bytes, pos: int, size: int) -> int:
-    """Walk the recovery journal's structure (RFC 6295 §5); return where it ends."""
+    """Walk the recovery journal's structure (RFC 6295 §5); return where it ends.
+
+    The system journal (Y) and each of the TOTCHAN + 1 channel journals (A) start with a
+    10-bit length that counts their own 2- or 3-byte header.
+    """
     if pos + 3 > size:
         raise RtpMidiError("truncated recovery journal header")
     flags = data[pos]
     pos += 3
-    if flags & 0x40:  # Y: system journal, 10-bit length including its 2-byte header
-        if pos + 2 > size:
-            raise RtpMidiError("truncated system journal header")
+    parts = [_SYSTEM_JOURNAL] if flags & 0x40 else []
+    if flags & 0x20:
+        parts += [_CHANNEL_JOURNAL] * ((flags & 0x0F) + 1)
+    for header, truncated, bad in parts:
+        if pos + header > size:
+            raise RtpMidiError(truncated)
         length = (data[pos] & 0x03) << 8 | data[pos + 1]
-        if length < 2 or pos + length > size:
-            raise RtpMidiError(f"system journal of {length} bytes, {size - pos} present")
+        if length < header or pos + length > size:
+            raise RtpMidiError(bad)
         pos += length
-    if flags & 0x20:  # A: TOTCHAN + 1 channel journals, 10-bit length including 3-byte header
-        for _ in range((flags & 0x0F) + 1):
-            if pos + 3 > size:
-                raise RtpMidiError("truncated channel journal header")
-            length = (data[pos] & 0x03) << 8 | data[pos + 1]
-            if length < 3 or pos + length > size:
-                raise RtpMidiError(f"channel journal of {length} bytes, {size - pos} present")
-            pos += length
     return pos
+
+
+_SYSTEM_JOURNAL = (2, "truncated system journal header", "bad system journal length")
+_CHANNEL_JOURNAL = (3, "truncated channel journal header", "bad channel journal length")
 
 
 def encode_header(
@@ -211,6 +228,8 @@ def encode_section(messages: Sequence[bytes], journal: bool = False) -> bytes:
     The messages are complete (status byte first); the caller keeps the list under
     :data:`MAX_SECTION` bytes (see :func:`pack_sections`).
     """
+    if len(messages) == 1:
+        return section_header(len(messages[0]), journal) + messages[0]
     body = bytearray()
     running = 0
     for index, message in enumerate(messages):
