@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from netmidi.codec.midi import parse_midi_channel
 from netmidi.options import parse_options
 from netmidi.testing.daemon import DaemonProcess, start_daemon
 from netmidi.values import Value
+from tests import test_rtpmidi_interop as interop
 
 reactor: Any = _reactor
 IN_LAB = os.environ.get("NETMIDI_NETLAB") == "1"
@@ -53,34 +55,41 @@ class Relay(DatagramProtocol):
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         if self.random.random() < self.loss:
             self.dropped += 1
-            self.dropped_events += len(rtpmidi.decode(datagram).commands)
+            self.dropped_events += len(rtpmidi.decode(datagram).messages)
             return
         self.forwarded += 1
         assert self.transport is not None
         self.transport.write(datagram, self.target)
 
 
+def start_backend(
+    case: TestCase, global_options: dict[str, Any], **instances: dict[str, Any]
+) -> tuple[RtpMidiBackend, dict[str, list[list[Event]]]]:
+    """A started rtpmidi backend with these instances, and the event batches each emits."""
+    parsed, errors = parse_options(RtpMidiBackend.all_global_options(), global_options)
+    case.assertEqual(errors, {})
+    backend = RtpMidiBackend(reactor, parsed)
+    sinks: dict[str, list[list[Event]]] = {}
+    for name, given in instances.items():
+        options, errors = parse_options(RtpMidiBackend.instance_options, given)
+        case.assertEqual(errors, {})
+        instance = backend.add_instance(name, options)
+        received: list[list[Event]] = []
+        sinks[name] = received
+
+        def sink(source: Instance, events: Sequence[Event], into: Any = received) -> None:
+            into.append(list(events))
+
+        instance.attach(sink)
+    case.assertEqual(backend.check(), [])
+    backend.startService()
+    case.addCleanup(lambda: backend.stopService() if backend.running else None)
+    return backend, sinks
+
+
 class RecoveryTestsBase(TestCase):
     def backend(self, global_options: dict[str, Any], **instances: dict[str, Any]) -> Any:
-        parsed, errors = parse_options(RtpMidiBackend.all_global_options(), global_options)
-        self.assertEqual(errors, {})
-        backend = RtpMidiBackend(reactor, parsed)
-        sinks: dict[str, list[list[Event]]] = {}
-        for name, given in instances.items():
-            options, errors = parse_options(RtpMidiBackend.instance_options, given)
-            self.assertEqual(errors, {})
-            instance = backend.add_instance(name, options)
-            received: list[list[Event]] = []
-            sinks[name] = received
-
-            def sink(source: Instance, events: Sequence[Event], into: Any = received) -> None:
-                into.append(list(events))
-
-            instance.attach(sink)
-        self.assertEqual(backend.check(), [])
-        backend.startService()
-        self.addCleanup(lambda: backend.stopService() if backend.running else None)
-        return backend, sinks
+        return start_backend(self, global_options, **instances)
 
 
 class DiscoveryLabTests(RecoveryTestsBase):
@@ -270,8 +279,9 @@ class DaemonDiscoveryTests(TestCase):
         return process
 
     async def test_two_daemons_establish_a_session(self) -> None:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        temporary = tempfile.TemporaryDirectory()
+        self.addCleanup(temporary.cleanup)
+        directory = temporary.name
         b = self.daemon(directory, "b", "join")
         a = self.daemon(directory, "a", "invite")
         await a.wait_for(reactor, "netmidi running")
@@ -287,3 +297,21 @@ class DaemonDiscoveryTests(TestCase):
         await a.wait_for(reactor, "mdns: session 'b' went away", timeout=5)
         self.assertEqual(await a.stop(), 0)
         self.assertNotIn("Traceback", a.output + b.output)
+
+
+class WithDiscovery:
+    """Runs the interop tests with mDNS on (restricted to lo): discovery must not disturb them."""
+
+    def instance(self, name: str = "r", **given: Any) -> tuple[Instance, list[list[Event]]]:
+        mdns = {"mdns-name": "netmidi-test", "mdns-interface": "127.0.0.1"}
+        backend, sinks = start_backend(self, mdns, **{name: given})  # type: ignore[arg-type]
+        assert backend.discovery is not None or given.get("mode") != "apple"
+        return backend.instances[name], sinks[name]
+
+
+class PymidiWithDiscoveryTests(WithDiscovery, interop.PymidiTests):
+    pass
+
+
+class NodeWithDiscoveryTests(WithDiscovery, interop.NodeTests):
+    pass

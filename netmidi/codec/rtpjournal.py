@@ -585,7 +585,7 @@ class ChannelState:
         # change: a controller's first octet (S=1) never equals a value octet, so find() is safe.
         self._logs_c = bytearray()
         self._key: tuple[int, ...] | None = None
-        self._cached: tuple[bytes, bool] | None = None
+        self._cached: bytes | None = None
 
     def apply(self, message: bytes, packet: int) -> None:
         """Record one channel voice message sent or received in ``packet``."""
@@ -655,8 +655,8 @@ class ChannelState:
                 _touch(self.parameters, key, entry)
         # 96/97 (Data Increment/Decrement) are not journalled.
 
-    def journal(self, channel: int, oldest: int, previous: int) -> tuple[bytes, bool] | None:
-        """This channel's journal covering packets ``oldest`` on, and its S bit (cached).
+    def journal(self, channel: int, oldest: int, previous: int) -> bytes | None:
+        """This channel's journal covering packets ``oldest`` on (cached).
 
         Items older than ``oldest`` are forgotten: no later journal needs them. S=0 marks what
         came in packet ``previous``.
@@ -690,7 +690,7 @@ class ChannelState:
         # Later items only come with later packets: nothing is older than this until then.
         self.floor = min((next(iter(d.values()))[0] for d in dicts if d), default=oldest)
 
-    def _build(self, channel: int, oldest: int, previous: int) -> tuple[bytes, bool] | None:
+    def _build(self, channel: int, oldest: int, previous: int) -> bytes | None:
         toc = 0
         body = bytearray()
         s_all = True
@@ -745,7 +745,7 @@ class ChannelState:
             )
         if not toc:
             return None
-        return _channel_bytes(channel, s_all, False, toc, bytes(body)), s_all
+        return _channel_bytes(channel, s_all, False, toc, bytes(body))
 
     def _parameter_logs(
         self, oldest: int, previous: int
@@ -835,13 +835,13 @@ class JournalSender:
     def _build(self, packet: int) -> bytes:
         oldest = self._checkpoint
         parts = []
-        s = True
         for channel, state in self.channels.items():
             built = state.journal(channel, oldest, packet - 1)
             if built is not None:
-                parts.append(built[0])
-                s = s and built[1]
-        head = _flag(s, 0x80) | (0x20 | (len(parts) - 1) if parts else 0)
+                parts.append(built)
+        # The header's S bit stays 0 (always correct: receivers then look at the channels' S
+        # bits): pymidi 0.5 reads a system journal whenever it is 1 and drops the packet.
+        head = 0x20 | (len(parts) - 1) if parts else 0
         return bytes((head, (oldest >> 8) & 0xFF, oldest & 0xFF)) + b"".join(parts)
 
     def track(self, receiver: Hashable) -> None:
