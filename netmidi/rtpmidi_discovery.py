@@ -64,23 +64,34 @@ class Discovery:
 
     log = Logger()
 
-    def __init__(self, parent: MultiService, reactor: Any, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, parent: MultiService, reactor: Any, options: Mapping[str, Any], detect: bool = False
+    ) -> None:
+        self.detect = detect  # also browse, and list every session found with how to invite it
         self.mdns = MdnsService(reactor, options.get("mdns-name"), options.get("mdns-interface"))
         self.mdns.setServiceParent(parent)  # type: ignore[no-untyped-call]
         self.instances: list[Discoverable] = []
         self._controls: dict[str, dict[str, Address]] = {}  # session -> instance -> control
 
     def start(self, instances: Sequence[Discoverable]) -> None:
-        """Announce the (started) instances and browse if any of them invites."""
+        """Announce the (started) instances; browse if any of them invites, or to detect."""
         self.instances = list(instances)
         for instance in self.instances:
             self.mdns.announce(
                 instance.title, instance.control_port, [instance.options["bind"].host]
             )
-        if any(instance.options["invite"] for instance in self.instances):
+        if self.detect or any(instance.options["invite"] for instance in self.instances):
             self.mdns.browse(self._added, self._removed)
 
     def _added(self, session: DiscoveredSession) -> None:
+        if self.detect:
+            self.log.info(
+                "detect: session {name!r} at {addresses} port {port}; invite it with"
+                " 'invite: {name}'",
+                name=session.name,
+                addresses=", ".join(session.addresses),
+                port=session.port,
+            )
         controls = self._controls.setdefault(session.name, {})
         for instance in self.instances:
             address = reachable(session, instance.options["bind"].host)

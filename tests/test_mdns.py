@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import Clock, deferLater
@@ -91,6 +93,25 @@ class RecordTests(SynchronousTestCase):
             with self.assertRaises(ValueError) as caught:
                 session_from_info(name, port, addresses, None)
             self.assertIn(words, str(caught.exception))
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.text(max_size=40),
+        st.one_of(st.none(), st.integers(-5, 70000)),
+        st.lists(st.one_of(st.ip_addresses().map(str), st.text(max_size=20)), max_size=4),
+        st.one_of(st.none(), st.text(max_size=20)),
+    )
+    def test_fuzz(
+        self, label: str, port: int | None, addresses: list[str], server: str | None
+    ) -> None:
+        """Whatever a record says: a usable session or a ValueError, nothing else."""
+        for name in (label, f"{label}.{SERVICE_TYPE}"):
+            try:
+                session = session_from_info(name, port, addresses, server)
+            except ValueError:
+                continue
+            self.assertTrue(session.addresses)
+            self.assertTrue(0 < session.port < 65535)
 
 
 class FakeEngine:
@@ -213,8 +234,8 @@ class LabTests(TestCase):
         if not IN_LAB:
             raise self.skipTest("needs the network lab (run inside ../shared/netlab)")
 
-    def start(self, host: str) -> MdnsService:
-        service = MdnsService(reactor, host_name=host, interfaces=["127.0.0.1"])
+    def start(self, host: str, interfaces: tuple[str, ...] = ("127.0.0.1",)) -> MdnsService:
+        service = MdnsService(reactor, host_name=host, interfaces=interfaces)
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
         return service
@@ -241,6 +262,19 @@ class LabTests(TestCase):
         self.assertEqual(seen[2], seen[0])
 
     @inlineCallbacks
+    def test_across_the_veth_pair_by_interface_name(self) -> Any:
+        """A on lab0, B on lab1 (interfaces by name): IPv4 and link-local IPv6 both announced."""
+        a, b = self.start("host-a", ("lab0",)), self.start("host-b", ("lab1",))
+        seen: list[DiscoveredSession] = []
+        b.browse(seen.append, lambda name: None)
+        yield a.announce("veth A", 5004, ["0.0.0.0", "::"])
+        yield wait_for(lambda: seen)
+        (session,) = seen
+        self.assertEqual(session.addresses[0], "10.77.0.1")
+        self.assertTrue(session.addresses[1].startswith("fe80::"))
+        self.assertIn("%", session.addresses[1])  # scoped to the interface it came in on
+
+    @inlineCallbacks
     def test_name_conflict_renames(self) -> Any:
         """Two hosts announcing one session name: the second is renamed, and says so."""
         a, b = self.start("host-a"), self.start("host-b")
@@ -252,7 +286,7 @@ class LabTests(TestCase):
 
 
 class AsyncioReactorTests(SynchronousTestCase):
-    """The lab tests again, in a trial process running the asyncio reactor."""
+    """The lab tests and the backend's discovery tests again, on the asyncio reactor."""
 
     def test_lab_tests_on_asyncio_reactor(self) -> None:
         if not IN_LAB:
@@ -266,6 +300,7 @@ class AsyncioReactorTests(SynchronousTestCase):
                 "twisted.trial",
                 "--reactor=asyncio",
                 "tests.test_mdns.LabTests",
+                "tests.test_rtpmidi_recovery.DiscoveryLabTests",
             ],
             cwd=ROOT,
             capture_output=True,
@@ -274,4 +309,4 @@ class AsyncioReactorTests(SynchronousTestCase):
             check=False,
         )
         self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr[-2000:])
-        self.assertIn("PASSED (successes=2)", result.stdout)
+        self.assertIn("PASSED (successes=6)", result.stdout)

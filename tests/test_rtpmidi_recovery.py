@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from netmidi.backend import Channel, Event, Instance
@@ -151,6 +152,26 @@ class DiscoveryLabTests(RecoveryTestsBase):
         self.assertEqual(len(a.session.peers), 1)
         discovered = a_backend.discovery.mdns.discovered
         self.assertEqual(sorted(s.name for s in discovered.values()), ["b", "other"])
+
+    async def test_detect_lists_sessions(self) -> None:
+        """With detect on, every session found is listed with the line that invites it."""
+        logged: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.backend(
+            self.lab("host-b"), b={"mode": "apple", "bind": "127.0.0.1", "title": "Stage iPad"}
+        )
+        self.backend(
+            {**self.lab("host-a"), "detect": "on"}, a={"mode": "apple", "bind": "127.0.0.1"}
+        )
+        await wait_until(lambda: any("detect: session" in line for line in logged), 10)
+        (line,) = [line for line in logged if "detect: session" in line]
+        self.assertIn("'Stage iPad' at 127.0.0.1 port", line)
+        self.assertIn("invite it with 'invite: Stage iPad'", line)
 
 
 def final_state(batches: Sequence[Sequence[Event]]) -> dict[Channel, int]:

@@ -561,7 +561,7 @@ class RtpMidiBackend(Backend):
     def startService(self) -> None:
         apple = [i for i in self.instances.values() if isinstance(i, RtpMidiInstance) and i.apple]
         if apple and self.options.get("mdns") and self.discovery is None:
-            self.discovery = Discovery(self, self.reactor, self.options)
+            self.discovery = Discovery(self, self.reactor, self.options, self.detect)
         super().startService()  # type: ignore[no-untyped-call]
         for instance in self.instances.values():
             assert isinstance(instance, RtpMidiInstance)
