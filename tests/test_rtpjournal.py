@@ -332,9 +332,12 @@ class SenderTests(SynchronousTestCase):
     """The sender's history: S bits, checkpoint, RS trimming, bounds."""
 
     def test_first_packets(self) -> None:
-        """The first journal is empty; the second covers the first with S=0."""
+        """The first journal is empty; the second covers the first with S=0.
+
+        The header's S bit is always 0 (pymidi misreads 1); the channels' S bits are exact.
+        """
         sender = JournalSender()
-        self.assertEqual(sender.packet(1000, [b"\x90\x3c\x64"]), bytes.fromhex("8003e8"))
+        self.assertEqual(sender.packet(1000, [b"\x90\x3c\x64"]), bytes.fromhex("0003e8"))
         self.assertEqual(
             sender.packet(1001, [b"\xb0\x07\x7f", b"\x80\x3e\x00"]),
             bytes.fromhex("2003e8 000708 81f1 3ce4"),
@@ -342,7 +345,7 @@ class SenderTests(SynchronousTestCase):
         # Packet 1000 is now two back (S=1); 1001 brought CC 7 and NoteOff 62 (S=0, B=0).
         self.assertEqual(sender.packet(1002, []), bytes.fromhex("2003e8 000b48 00077f 0177bce402"))
         # Nothing new in 1002: every S bit is 1 again, and it matches the reference layout.
-        self.assertEqual(sender.packet(1003, []), bytes.fromhex("a003e8") + REFERENCE[3:])
+        self.assertEqual(sender.packet(1003, []), bytes.fromhex("2003e8") + REFERENCE[3:])
 
     def test_latest_value_only(self) -> None:
         """A controller sent twice appears once, with its latest value."""
@@ -379,6 +382,22 @@ class SenderTests(SynchronousTestCase):
         self.assertFalse(sender.confirm(1002))  # never moves back
         self.assertEqual(decode_journal(sender.packet(1010, []))[0].checkpoint, 1005)
 
+    def test_slowest_receiver_holds_the_checkpoint(self) -> None:
+        """With two receivers the checkpoint follows the one that confirmed least."""
+        sender = JournalSender()
+        sender.packet(0, [])
+        sender.track("a")
+        sender.track("b")
+        for seq in range(1, 6):
+            sender.packet(seq, [bytes((0xB0, seq, 1))])
+        self.assertTrue(sender.confirm(4, "a"))
+        self.assertEqual(decode_journal(sender.packet(6, []))[0].checkpoint, 0)
+        self.assertTrue(sender.confirm(2, "b"))
+        self.assertEqual(decode_journal(sender.packet(7, []))[0].checkpoint, 2)
+        sender.forget("b")
+        self.assertTrue(sender.confirm(6, "a"))
+        self.assertEqual(decode_journal(sender.packet(8, []))[0].checkpoint, 6)
+
     def test_history_bounded_without_feedback(self) -> None:
         """Without RS the journal covers at most max_packets packets."""
         sender = JournalSender(max_packets=8)
@@ -389,7 +408,7 @@ class SenderTests(SynchronousTestCase):
         controllers = journal.channels[0].controllers
         assert controllers is not None
         self.assertEqual(len(controllers.logs), 8)
-        self.assertLessEqual(sum(len(s.items) for s in sender.channels.values()), 9)
+        self.assertLessEqual(sum(len(s.controllers) for s in sender.channels.values()), 9)
 
     def test_size_bounded(self) -> None:
         """A journal never grows past max_bytes: the oldest history goes first."""

@@ -5,11 +5,11 @@ MIDI messages in :mod:`netmidi.codec.midi`, and the session logic in
 :mod:`netmidi.applemidi_session`; this module owns the sockets and the timer and translates
 between them and the router.
 
-Journal hook: an instance sends a recovery journal with every packet when ``instance.journal``
-is set (an :class:`OutgoingJournal`, told about RS feedback through ``confirm``), and runs the
-packets of each remote sender through ``instance.new_receiver()`` (an :class:`IncomingJournal`)
-when that is set. Discovery hook: :meth:`RtpMidiInstance.discovered` and
-:meth:`RtpMidiInstance.vanished` take session names and control addresses (e.g. from mDNS).
+Recovery journal (:mod:`netmidi.codec.rtpjournal`): an instance sends one with every packet
+unless ``journal: off`` (``instance.journal``, told about RS feedback through ``confirm``), and
+runs the packets of each remote sender through ``instance.new_receiver()`` to repair losses.
+Discovery (:mod:`netmidi.rtpmidi_discovery`): :meth:`RtpMidiInstance.discovered` and
+:meth:`RtpMidiInstance.vanished` take session names and control addresses from mDNS.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import os
 import random
 import socket
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
@@ -50,6 +50,7 @@ from netmidi.codec.midi import (
     MidiEventEncoder,
     parse_midi_channel,
 )
+from netmidi.codec.rtpjournal import JournalReceiver, JournalSender
 from netmidi.options import (
     HostPort,
     Option,
@@ -62,32 +63,12 @@ from netmidi.options import (
     listof,
     text,
 )
+from netmidi.rtpmidi_discovery import GLOBAL_OPTIONS as DISCOVERY_OPTIONS
+from netmidi.rtpmidi_discovery import Discovery
 
 _RECEIVE_BUFFER = 4 << 20
 _READ_BUDGET = 8192
 _PAIR_ATTEMPTS = 32
-
-
-class OutgoingJournal(Protocol):
-    """The sender's recovery journal (see the journal issue): one per instance."""
-
-    def packet(self, seq: int, messages: Iterable[bytes]) -> bytes:
-        """The journal to append to packet ``seq``; remembers ``messages`` as sent in it."""
-
-    def confirm(self, seq: int) -> bool:
-        """RS feedback from a peer: it has everything up to ``seq``."""
-
-
-class Received(Protocol):
-    @property
-    def messages(self) -> list[bytes]: ...
-
-
-class IncomingJournal(Protocol):
-    """Loss detection and repair for one remote sender."""
-
-    def packet(self, seq: int, messages: Sequence[bytes], journal: bytes | None) -> Received:
-        """The messages to deliver for packet ``seq`` (repairs first)."""
 
 
 def _address(value: Any) -> HostPort:
@@ -112,7 +93,7 @@ class _Source:
 
     __slots__ = ("decoder", "sysex", "receiver")
 
-    def __init__(self, max_sysex: int, receiver: IncomingJournal | None) -> None:
+    def __init__(self, max_sysex: int, receiver: JournalReceiver | None) -> None:
         self.decoder = MidiEventDecoder()
         self.sysex = rtpmidi.SysexAssembler(max_sysex)
         self.receiver = receiver
@@ -143,12 +124,16 @@ class RtpMidiInstance(Instance):
         self.ssrc: int = options["ssrc"] or random.getrandbits(32) or 1
         self.title: str = options["title"] or name
         self.bad = BadInput(self.log, f"rtpmidi {name}", self.reactor.seconds)
-        self.journal: OutgoingJournal | None = None
-        self.new_receiver: Callable[[], IncomingJournal] | None = None
+        # The journal gets a quarter of the packet (at most 512 bytes); commands the rest.
+        budget = min(512, options["max-packet"] // 4) if options["journal"] else 0
+        self.journal: JournalSender | None = JournalSender(max_bytes=budget) if budget else None
+        self.new_receiver: Callable[[], JournalReceiver] | None = JournalReceiver
         self.session: Session | None = None
+        self.sent = 0
+        """RTP packets sent so far (for status and tests)."""
         self._encoder = MidiEventEncoder(options["epn-tx"])
         self._marker = options["marker"] == "rfc"
-        self._limit = options["max-packet"] - 14
+        self._limit = options["max-packet"] - 14 - budget
         self._max_peers: int = options["max-peers"]
         self._sequence = random.getrandbits(16)
         self._epoch = 0.0
@@ -216,6 +201,11 @@ class RtpMidiInstance(Instance):
             self._timer.cancel()
         ports, self._ports = self._ports, []
         return DeferredList([succeed(p.stopListening()) for p in ports])
+
+    @property
+    def started(self) -> bool:
+        """True once the instance's sockets are open (and until it stops)."""
+        return bool(self._ports)
 
     @property
     def control_port(self) -> int:
@@ -321,7 +311,10 @@ class RtpMidiInstance(Instance):
         if packet.sysex:
             messages = self._reassemble(state, messages, source)
         if state.receiver is not None:
-            messages = state.receiver.packet(header.sequence, messages, packet.journal).messages
+            received = state.receiver.packet(header.sequence, messages, packet.journal)
+            if received.error is not None:
+                self.bad.drop(f"recovery journal: {received.error}", source=source)
+            messages = received.messages
         events = state.decoder.decode(messages)
         if events:
             self.emit(events)
@@ -394,6 +387,7 @@ class RtpMidiInstance(Instance):
                     sock.sendto(datagram, destination)
                 except OSError as error:  # e.g. no route, or a full buffer: never crash
                     self.bad.drop(f"send failed: {os.strerror(error.errno or 0)}", destination)
+            self.sent += 1
         if self.session is not None:
             self.session.last_sent = self._sequence
 
@@ -409,10 +403,12 @@ class RtpMidiInstance(Instance):
                 self.bad.drop(output.reason, source=source)
             elif isinstance(output, Acknowledged):
                 if self.journal is not None:
-                    self.journal.confirm(output.sequence)
+                    self.journal.confirm(output.sequence, output.peer.control)
             elif isinstance(output, Connected):
                 self._unreachable.discard(output.peer)
                 output.peer.context = self._make_source()
+                if self.journal is not None:
+                    self.journal.track(output.peer.control)
                 self._members_changed()
                 self.log.info(
                     "{name}: session with {peer} established",
@@ -426,6 +422,8 @@ class RtpMidiInstance(Instance):
     def _disconnected(self, output: Disconnected) -> None:
         """Log a lost session; a peer that cannot be reached is logged once, not every retry."""
         peer = output.peer
+        if self.journal is not None:
+            self.journal.forget(peer.control)
         if peer.context is not None:
             peer.context = None
             self._members_changed()
@@ -545,7 +543,15 @@ class RtpMidiBackend(Backend):
         ),
         "max-packet": Option(integer(128, 65507), 1400, "largest UDP payload sent (below the MTU)"),
         "max-sysex": Option(integer(16, 1 << 24), 65536, "longest SysEx reassembled from segments"),
+        "journal": Option(
+            flag,
+            True,
+            "send a recovery journal (RFC 6295) in every packet, so receivers repair lost "
+            "packets; off sends none (lost journals from peers are repaired either way)",
+        ),
     }
+    global_options = DISCOVERY_OPTIONS
+    discovery: Discovery | None = None
 
     def create_instance(self, name: str, options: Mapping[str, Any]) -> Instance:
         return RtpMidiInstance(self, name, options)
@@ -565,6 +571,9 @@ class RtpMidiBackend(Backend):
         return errors
 
     def startService(self) -> None:
+        apple = [i for i in self.instances.values() if isinstance(i, RtpMidiInstance) and i.apple]
+        if apple and self.options.get("mdns") and self.discovery is None:
+            self.discovery = Discovery(self, self.reactor, self.options, self.detect)
         super().startService()  # type: ignore[no-untyped-call]
         for instance in self.instances.values():
             assert isinstance(instance, RtpMidiInstance)
@@ -578,6 +587,8 @@ class RtpMidiBackend(Backend):
                     port=error.port,
                     reason=error.socketError,
                 )
+        if self.discovery is not None:
+            self.discovery.start([instance for instance in apple if instance.started])
 
     def stopService(self) -> Deferred[Any]:
         stops = [i.stop() for i in self.instances.values() if isinstance(i, RtpMidiInstance)]

@@ -18,7 +18,7 @@ RTP-MIDI command section and the MIDI codec share. Only channel voice messages a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,36 +158,109 @@ def _flag(bit: bool, mask: int) -> int:
     return mask if bit else 0
 
 
+# Chapter encoders take plain tuples: the sender calls them straight from its state (they run
+# for every packet sent), the dataclass encoder below adapts the decoded form to them.
+ControllerTuple = tuple[int, int, bool]  # number, second octet (value, or 0x80|alt), S
+ParameterTuple = tuple[bool, int, int | None, int | None, bool]  # nrpn, number, msb, lsb, S
+NoteTuple = tuple[int, int, bool, bool]  # note, velocity, Y (play), S
+PressureTuple = tuple[int, int, bool, bool]  # note, pressure, X, S
+
+
+def _put_program(
+    out: bytearray, s: bool, program: int, msb: int | None, lsb: int | None, reset: bool
+) -> None:
+    out += bytes(
+        (
+            _flag(s, 0x80) | program,
+            _flag(msb is not None, 0x80) | (msb or 0),
+            _flag(reset, 0x80) | (lsb or 0),
+        )
+    )
+
+
+def _put_logs(out: bytearray, logs: Sequence[tuple[int, int, bool]]) -> bool:
+    """Chapters C and A: ``S LEN`` then two-octet logs; returns the chapter's S bit."""
+    s = all(log[2] for log in logs)
+    out.append(_flag(s, 0x80) | (len(logs) - 1))
+    for first, second, log_s in logs:
+        out.append(first | 0x80 if log_s else first)
+        out.append(second)
+    return s
+
+
+def _put_parameters(
+    out: bytearray,
+    logs: Sequence[ParameterTuple],
+    pending: tuple[bool, int] | None,
+    selected: bool,
+    s: bool,
+) -> None:
+    body = bytearray()
+    if pending is not None:
+        body.append(_flag(pending[0], 0x80) | pending[1])
+    for nrpn, number, msb, lsb, log_s in logs:
+        toc = 0x02 | _flag(msb is not None, 0x80) | _flag(lsb is not None, 0x40)  # V + J/K
+        body += bytes((_flag(log_s, 0x80) | (number & 0x7F), _flag(nrpn, 0x80) | number >> 7, toc))
+        if msb is not None:
+            body.append(msb)
+        if lsb is not None:
+            body.append(lsb)
+    head = _flag(s, 0x8000) | _flag(pending is not None, 0x4000) | _flag(selected, 0x2000)
+    out += (head | (len(body) + 2)).to_bytes(2, "big")
+    out += body
+
+
+def _put_notes(out: bytearray, b: bool, logs: Sequence[NoteTuple], offs: Sequence[int]) -> None:
+    """Chapter N; ``offs`` ascending. No NoteOffs: LOW 15, HIGH 1 (0 with 128 logs)."""
+    count = len(logs)
+    if offs:
+        low, high = offs[0] >> 3, offs[-1] >> 3
+        bits = bytearray(high - low + 1)
+        for note in offs:
+            bits[(note >> 3) - low] |= 0x80 >> (note & 7)
+    else:
+        low, high, bits = 15, (0 if count == 128 else 1), bytearray()
+    out += bytes((_flag(b, 0x80) | (127 if count == 128 else count), low << 4 | high))
+    for note, velocity, play, s in logs:
+        out.append(note | 0x80 if s else note)
+        out.append(velocity | 0x80 if play else velocity)
+    out += bits
+
+
+def _channel_bytes(channel: int, s: bool, enhanced: bool, toc: int, body: bytes) -> bytes:
+    length = len(body) + 3
+    if length > 0x3FF:
+        raise JournalError(f"channel journal of {length} bytes, the limit is 1023")
+    head = _flag(s, 0x80) | channel << 3 | _flag(enhanced, 0x04) | length >> 8
+    return bytes((head, length & 0xFF, toc)) + body
+
+
 def _encode_channel(cj: ChannelJournal) -> bytes:
     toc = 0
     body = bytearray()
     if cj.program is not None:
         p = cj.program
         toc |= TOC_P
-        body += bytes(
-            (
-                _flag(p.s, 0x80) | p.program,
-                _flag(p.bank_msb is not None, 0x80) | (p.bank_msb or 0),
-                _flag(p.reset, 0x80) | (p.bank_lsb or 0),
-            )
-        )
+        _put_program(body, p.s, p.program, p.bank_msb, p.bank_lsb, p.reset)
     if cj.controllers is not None:
         toc |= TOC_C
-        logs = cj.controllers.logs
-        body.append(_flag(cj.controllers.s, 0x80) | (len(logs) - 1))
-        for log in logs:
+        body.append(_flag(cj.controllers.s, 0x80) | (len(cj.controllers.logs) - 1))
+        for log in cj.controllers.logs:
             second = log.value if log.value is not None else 0x80 | log.alt
             body += bytes((_flag(log.s, 0x80) | log.number, second))
     if cj.parameters is not None:
+        m = cj.parameters
         toc |= TOC_M
-        body += _encode_parameters(cj.parameters)
+        logs = [(g.nrpn, g.number, g.entry_msb, g.entry_lsb, g.s) for g in m.logs]
+        _put_parameters(body, logs, m.pending, m.selected, m.s)
     if cj.pitch is not None:
         toc |= TOC_W
         s, value = cj.pitch
         body += bytes((_flag(s, 0x80) | (value & 0x7F), value >> 7))
     if cj.notes is not None:
+        n = cj.notes
         toc |= TOC_N
-        body += _encode_notes(cj.notes)
+        _put_notes(body, n.b, [(g.note, g.velocity, g.play, g.s) for g in n.logs], n.offs)
     if cj.extras is not None:
         toc |= TOC_E
         body += cj.extras
@@ -197,62 +270,8 @@ def _encode_channel(cj: ChannelJournal) -> bytes:
         body.append(_flag(s, 0x80) | value)
     if cj.poly is not None:
         toc |= TOC_A
-        s = all(log.s for log in cj.poly)
-        body.append(_flag(s, 0x80) | (len(cj.poly) - 1))
-        for plog in cj.poly:
-            body += bytes((_flag(plog.s, 0x80) | plog.note, _flag(plog.x, 0x80) | plog.pressure))
-    length = len(body) + 3
-    if length > 0x3FF:
-        raise JournalError(f"channel journal of {length} bytes, the limit is 1023")
-    head = _flag(cj.s, 0x80) | cj.channel << 3 | _flag(cj.enhanced, 0x04) | length >> 8
-    return bytes((head, length & 0xFF, toc)) + body
-
-
-def _encode_parameters(m: ParameterChapter) -> bytes:
-    body = bytearray()
-    if m.pending is not None:
-        nrpn, msb = m.pending
-        body.append(_flag(nrpn, 0x80) | msb)
-    for log in m.logs:
-        toc = 0x02  # V: the value tool
-        fields = bytearray()
-        if log.entry_msb is not None:
-            toc |= 0x80
-            fields.append(log.entry_msb)
-        if log.entry_lsb is not None:
-            toc |= 0x40
-            fields.append(log.entry_lsb)
-        body += bytes(
-            (
-                _flag(log.s, 0x80) | (log.number & 0x7F),
-                _flag(log.nrpn, 0x80) | log.number >> 7,
-                toc,
-            )
-        )
-        body += fields
-    length = len(body) + 2
-    head = (
-        _flag(m.s, 0x8000)
-        | _flag(m.pending is not None, 0x4000)
-        | _flag(m.selected, 0x2000)
-        | length
-    )
-    return head.to_bytes(2, "big") + body
-
-
-def _encode_notes(n: NoteChapter) -> bytes:
-    count = len(n.logs)
-    if n.offs:
-        low, high = n.offs[0] >> 3, n.offs[-1] >> 3
-        bits = bytearray(high - low + 1)
-        for note in n.offs:
-            bits[(note >> 3) - low] |= 0x80 >> (note & 7)
-    else:
-        low, high, bits = 15, (0 if count == 128 else 1), bytearray()
-    out = bytearray((_flag(n.b, 0x80) | (127 if count == 128 else count), low << 4 | high))
-    for log in n.logs:
-        out += bytes((_flag(log.s, 0x80) | log.note, _flag(log.play, 0x80) | log.velocity))
-    return bytes(out + bits)
+        _put_logs(body, [(g.note, _flag(g.x, 0x80) | g.pressure, g.s) for g in cj.poly])
+    return _channel_bytes(cj.channel, cj.s, cj.enhanced, toc, bytes(body))
 
 
 def encode_journal(journal: Journal) -> bytes:
@@ -353,19 +372,19 @@ def _decode_channel(outer: _Reader) -> ChannelJournal:
             s=bool(a & 0x80),
         )
     if toc & TOC_C:
-        top = r.byte("chapter C")
-        logs = []
-        for _ in range((top & 0x7F) + 1):
-            number, second = r.take(2, "chapter C log")
-            logs.append(
+        s, pairs = _read_logs(r, "chapter C")
+        controllers = ControllerChapter(
+            tuple(
                 ControllerLog(
                     number=number & 0x7F,
                     value=None if second & 0x80 else second,
                     alt=second & 0x7F if second & 0x80 else 0,
                     s=bool(number & 0x80),
                 )
-            )
-        controllers = ControllerChapter(tuple(logs), s=bool(top & 0x80))
+                for number, second in pairs
+            ),
+            s=s,
+        )
     if toc & TOC_M:
         parameters = _decode_parameters(r)
     if toc & TOC_W:
@@ -374,20 +393,17 @@ def _decode_channel(outer: _Reader) -> ChannelJournal:
     if toc & TOC_N:
         notes = _decode_notes(r)
     if toc & TOC_E:
-        top = r.byte("chapter E")
-        extras = bytes((top,)) + r.take(2 * ((top & 0x7F) + 1), "chapter E logs")
+        start = r.pos
+        _read_logs(r, "chapter E")
+        extras = r.data[start : r.pos]
     if toc & TOC_T:
         value = r.byte("chapter T")
         pressure = (bool(value & 0x80), value & 0x7F)
     if toc & TOC_A:
-        top = r.byte("chapter A")
-        plogs = []
-        for _ in range((top & 0x7F) + 1):
-            note, value = r.take(2, "chapter A log")
-            plogs.append(
-                PressureLog(note & 0x7F, value & 0x7F, x=bool(value & 0x80), s=bool(note & 0x80))
-            )
-        poly = tuple(plogs)
+        poly = tuple(
+            PressureLog(note & 0x7F, value & 0x7F, x=bool(value & 0x80), s=bool(note & 0x80))
+            for note, value in _read_logs(r, "chapter A")[1]
+        )
     if r.pos != r.end:
         raise JournalError(
             f"channel {channel} journal LENGTH {length} disagrees with its chapters"
@@ -406,6 +422,13 @@ def _decode_channel(outer: _Reader) -> ChannelJournal:
         enhanced=bool(head[0] & 0x04),
         s=bool(head[0] & 0x80),
     )
+
+
+def _read_logs(r: _Reader, what: str) -> tuple[bool, list[tuple[int, int]]]:
+    """Chapters C, E and A: ``S LEN``, then LEN + 1 two-octet logs."""
+    top = r.byte(what)
+    data = r.take(2 * ((top & 0x7F) + 1), f"{what} logs")
+    return bool(top & 0x80), list(zip(data[::2], data[1::2], strict=True))
 
 
 def _decode_parameters(outer: _Reader) -> ParameterChapter:
@@ -484,59 +507,134 @@ class _Registers:
         return None if number == NULL_PARAMETER else number
 
 
-class ChannelState:
-    """The journalled state of one channel: the latest command per item, tagged with a packet.
+Item = tuple[int, int]  # (packet, value)
 
-    Items live in one dict whose insertion order is the order of their latest update, so the
-    oldest are first and trimming to a checkpoint stops at the first item that is new enough.
-    Keys: ``("p",)`` program, ``("c", n)`` controller, ``("m", nrpn, n)`` parameter,
-    ``("w",)`` pitch, ``("n", note)`` note (velocity 0 = off), ``("t",)`` channel pressure,
-    ``("a", note)`` poly pressure. Values: ``(packet, payload)``.
+
+def _touch(items: dict[Any, Any], key: Any, value: Any) -> None:
+    """Set ``key`` and move it to the end: each dict stays ordered by the packet of update."""
+    items.pop(key, None)
+    items[key] = value
+
+
+def _trim(items: dict[Any, Any], oldest: int) -> int:
+    """Drop the items updated before packet ``oldest``; how many went."""
+    removed = 0
+    while items:
+        key = next(iter(items))
+        if items[key][0] >= oldest:
+            break
+        del items[key]
+        removed += 1
+    return removed
+
+
+def _trailing(items: dict[Any, Any], packet: int) -> int:
+    """How many of the last-updated items were updated in ``packet``."""
+    count = 0
+    for item in reversed(items.values()):
+        if item[0] != packet:
+            break
+        count += 1
+    return count
+
+
+class ChannelState:
+    """The journalled state of one channel: the latest command per item and its packet.
+
+    The sender tags items with the packet that carried them and builds its channel journal from
+    them; the receiver (packet 0 everywhere) compares a journal with them. Dicts are ordered by
+    the packet of their latest update, so trimming to a checkpoint stops at the first new item.
     """
 
-    __slots__ = ("items", "sounding", "registers", "selection_packet", "bank")
+    __slots__ = (
+        "program",
+        "controllers",
+        "parameters",
+        "pitch",
+        "notes",
+        "pressure",
+        "poly",
+        "sounding",
+        "registers",
+        "selection_packet",
+        "bank",
+        "updated",
+        "version",
+        "floor",
+        "_logs_c",
+        "_key",
+        "_cached",
+    )
 
     def __init__(self) -> None:
-        self.items: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        self.program: tuple[int, int, int | None, int | None] | None = None  # packet, PC, bank
+        self.controllers: dict[int, Item] = {}
+        self.parameters: dict[tuple[bool, int], tuple[int, int | None, int | None]] = {}
+        self.pitch: Item | None = None
+        self.notes: dict[int, Item] = {}  # velocity 0: off
+        self.pressure: Item | None = None
+        self.poly: dict[int, Item] = {}
         self.sounding: set[int] = set()
         self.registers = _Registers()
         self.selection_packet = -1
         self.bank: tuple[int | None, int | None] = (None, None)
+        self.updated = -1  # the packet of the latest change
+        self.version = 0  # bumped by every change, for the sender's cache
+        self.floor = -1  # no item is older than this packet
+        # Chapter C's logs with S=1, in the order of ``controllers``, kept up to date as they
+        # change: a controller's first octet (S=1) never equals a value octet, so find() is safe.
+        self._logs_c = bytearray()
+        self._key: tuple[int, ...] | None = None
+        self._cached: bytes | None = None
 
-    def _set(self, key: tuple[Any, ...], packet: int, payload: Any) -> None:
-        self.items.pop(key, None)
-        self.items[key] = (packet, payload)
-
-    def get(self, key: tuple[Any, ...]) -> Any:
-        item = self.items.get(key)
-        return None if item is None else item[1]
+    def apply(self, message: bytes, packet: int) -> None:
+        """Record one channel voice message sent or received in ``packet``."""
+        kind = message[0] & 0xF0
+        size = len(message)
+        self.updated = packet
+        self.version += 1
+        if kind == 0x90 and size >= 3:
+            self._note(message[1], packet, message[2])
+        elif kind == 0x80 and size >= 3:
+            self._note(message[1], packet, 0)
+        elif kind == 0xB0 and size >= 3:
+            self._control(message[1], message[2], packet)
+        elif kind == 0xC0 and size >= 2:
+            self.program = (packet, message[1], *self.bank)
+        elif kind == 0xE0 and size >= 3:
+            self.pitch = (packet, message[2] << 7 | message[1])
+        elif kind == 0xD0 and size >= 2:
+            self.pressure = (packet, message[1])
+        elif kind == 0xA0 and size >= 3:
+            _touch(self.poly, message[1], (packet, message[2]))
 
     def _note(self, note: int, packet: int, velocity: int) -> None:
-        self._set(("n", note), packet, velocity)
+        _touch(self.notes, note, (packet, velocity))
         if velocity:
             self.sounding.add(note)
         else:
             self.sounding.discard(note)
 
-    def apply(self, message: bytes, packet: int) -> None:
-        """Record one channel voice message sent or received in ``packet``."""
-        kind = message[0] & 0xF0
-        if kind == 0x90 and len(message) >= 3:
-            self._note(message[1], packet, message[2])
-        elif kind == 0x80 and len(message) >= 3:
-            self._note(message[1], packet, 0)
-        elif kind == 0xB0 and len(message) >= 3:
-            self._control(message[1], message[2], packet)
-        elif kind == 0xC0 and len(message) >= 2:
-            self._set(("p",), packet, (message[1], *self.bank))
-        elif kind == 0xE0 and len(message) >= 3:
-            self._set(("w",), packet, message[2] << 7 | message[1])
-        elif kind == 0xD0 and len(message) >= 2:
-            self._set(("t",), packet, message[1])
-        elif kind == 0xA0 and len(message) >= 3:
-            self._set(("a", message[1]), packet, message[2])
-
     def _control(self, number: int, value: int, packet: int) -> None:
+        if number in PARAMETER_CONTROLLERS:
+            self._parameter(number, value, packet)
+            return
+        logs = self._logs_c
+        if self.controllers.pop(number, None) is not None:
+            at = logs.find(number | 0x80)
+            del logs[at : at + 2]
+        self.controllers[number] = (packet, value)
+        logs += bytes((number | 0x80, value))
+        if number == 0:
+            self.bank = (value, None)
+        elif number == 32:
+            self.bank = (self.bank[0], value)
+        elif number in NOTES_OFF_CONTROLLERS:
+            for note in sorted(self.sounding):
+                self._note(note, packet, 0)
+
+    def _parameter(self, number: int, value: int, packet: int) -> None:
+        """The (N)RPN controllers: selection registers and Data Entry (chapter M)."""
         regs = self.registers
         if number in (99, 101):
             regs.nrpn = number == 99
@@ -550,138 +648,132 @@ class ChannelState:
             self.selection_packet = packet
         elif number in (6, 38):
             param = regs.selected()
-            if param is None:
-                return
-            key = ("m", regs.nrpn, param)
-            old = self.get(key)
-            msb, lsb = old if isinstance(old, tuple) else (None, None)
-            self._set(key, packet, (value, lsb) if number == 6 else (msb, value))
-        elif number in PARAMETER_CONTROLLERS:
-            return  # Data Increment/Decrement: not journalled
-        else:
-            self._set(("c", number), packet, value)
-            if number == 0:
-                self.bank = (value, None)
-            elif number == 32:
-                self.bank = (self.bank[0], value)
-            elif number in NOTES_OFF_CONTROLLERS:
-                for note in sorted(self.sounding):
-                    self._note(note, packet, 0)
+            if param is not None:
+                key = (regs.nrpn, param)
+                _, msb, lsb = self.parameters.get(key, (0, None, None))
+                entry = (packet, value, lsb) if number == 6 else (packet, msb, value)
+                _touch(self.parameters, key, entry)
+        # 96/97 (Data Increment/Decrement) are not journalled.
 
-    def trim(self, oldest: int) -> None:
-        """Forget items last updated before packet ``oldest``: no journal needs them again."""
-        items = self.items
-        while items:
-            key = next(iter(items))
-            if items[key][0] >= oldest:
-                break
-            del items[key]
+    def journal(self, channel: int, oldest: int, previous: int) -> bytes | None:
+        """This channel's journal covering packets ``oldest`` on (cached).
 
-    def journal(self, channel: int, oldest: int, previous: int) -> ChannelJournal | None:
-        """The channel journal covering packets ``oldest`` onwards; S=0 marks ``previous``."""
-        program = None
-        controls: list[ControllerLog] = []
-        params: list[ParameterLog] = []
-        pitch = pressure = None
-        ons: list[NoteLog] = []
-        offs: list[int] = []
-        offs_s = True
-        poly: list[PressureLog] = []
-        for key, (packet, payload) in self.items.items():
-            if packet < oldest:
-                continue
-            s = packet != previous
-            tag = key[0]
-            if tag == "c":
-                controls.append(ControllerLog(key[1], payload, s=s))
-            elif tag == "n":
-                if payload:
-                    ons.append(NoteLog(key[1], payload, s=s))
-                else:
-                    offs.append(key[1])
-                    offs_s = offs_s and s
-            elif tag == "m":
-                msb, lsb = payload
-                params.append(ParameterLog(key[1], key[2], msb, lsb, s=s))
-            elif tag == "p":
-                prog, bank_msb, bank_lsb = payload
-                if bank_msb is not None and bank_lsb is None:
-                    bank_lsb = 0
-                program = ProgramChapter(prog, bank_msb, bank_lsb, s=s)
-            elif tag == "w":
-                pitch = (s, payload)
-            elif tag == "t":
-                pressure = (s, payload)
-            elif tag == "a":
-                poly.append(PressureLog(key[1], payload, s=s))
-        parameters = self._parameters(params, oldest, previous)
-        if not (program or controls or parameters or pitch or ons or offs or pressure or poly):
+        Items older than ``oldest`` are forgotten: no later journal needs them. S=0 marks what
+        came in packet ``previous``.
+        """
+        if oldest > self.floor:
+            self._trim(oldest)
+        program, pitch, pressure = self.program, self.pitch, self.pressure
+        key = (
+            self.version,
+            self.updated == previous,
+            program is not None and program[0] >= oldest,
+            pitch is not None and pitch[0] >= oldest,
+            pressure is not None and pressure[0] >= oldest,
+            self.selection_packet >= oldest,
+        )
+        if key != self._key:
+            self._key, self._cached = key, self._build(channel, oldest, previous)
+        return self._cached
+
+    def _trim(self, oldest: int) -> None:
+        dicts: tuple[dict[Any, Any], ...] = (
+            self.controllers,
+            self.parameters,
+            self.notes,
+            self.poly,
+        )
+        removed = [_trim(items, oldest) for items in dicts]
+        if any(removed):
+            self.version += 1
+            del self._logs_c[: 2 * removed[0]]
+        # Later items only come with later packets: nothing is older than this until then.
+        self.floor = min((next(iter(d.values()))[0] for d in dicts if d), default=oldest)
+
+    def _build(self, channel: int, oldest: int, previous: int) -> bytes | None:
+        toc = 0
+        body = bytearray()
+        s_all = True
+        program = self.program
+        if program is not None and program[0] >= oldest:
+            toc |= TOC_P
+            s = program[0] != previous
+            s_all = s
+            msb, lsb = program[2], program[3]
+            _put_program(
+                body, s, program[1], msb, 0 if msb is not None and lsb is None else lsb, False
+            )
+        if self.controllers:
+            toc |= TOC_C
+            logs = bytearray(self._logs_c)
+            fresh = _trailing(self.controllers, previous)
+            for at in range(len(logs) - 2 * fresh, len(logs), 2):
+                logs[at] &= 0x7F
+            body.append(_flag(not fresh, 0x80) | (len(self.controllers) - 1))
+            body += logs
+            s_all = s_all and not fresh
+        parameters = self._parameter_logs(oldest, previous)
+        if parameters is not None:
+            toc |= TOC_M
+            param_logs, selected, s = parameters
+            _put_parameters(body, param_logs, None, selected, s)
+            s_all = s_all and s
+        pitch = self.pitch
+        if pitch is not None and pitch[0] >= oldest:
+            toc |= TOC_W
+            s = pitch[0] != previous
+            body += bytes((_flag(s, 0x80) | (pitch[1] & 0x7F), pitch[1] >> 7))
+            s_all = s_all and s
+        if self.notes:
+            toc |= TOC_N
+            ons = [(n, v, True, p != previous) for n, (p, v) in self.notes.items() if v]
+            offs = sorted(n for n, (p, v) in self.notes.items() if not v)
+            b = all(p != previous for p, v in self.notes.values() if not v)
+            _put_notes(body, b, ons, offs)
+            s_all = s_all and b and all(log[3] for log in ons)
+        pressure = self.pressure
+        if pressure is not None and pressure[0] >= oldest:
+            toc |= TOC_T
+            s = pressure[0] != previous
+            body.append(_flag(s, 0x80) | pressure[1])
+            s_all = s_all and s
+        if self.poly:
+            toc |= TOC_A
+            s_all = (
+                _put_logs(body, [(n, v, p != previous) for n, (p, v) in self.poly.items()])
+                and s_all
+            )
+        if not toc:
             return None
-        offs.sort()
-        cj = ChannelJournal(
-            channel=channel,
-            program=program,
-            controllers=ControllerChapter(tuple(controls), all(c.s for c in controls))
-            if controls
-            else None,
-            parameters=parameters,
-            pitch=pitch,
-            notes=NoteChapter(tuple(ons), tuple(offs), offs_s) if ons or offs else None,
-            pressure=pressure,
-            poly=tuple(poly) if poly else None,
-        )
-        s = (
-            (program is None or program.s)
-            and all(c.s for c in controls)
-            and (parameters is None or parameters.s)
-            and (pitch is None or pitch[0])
-            and all(n.s for n in ons)
-            and offs_s
-            and (pressure is None or pressure[0])
-            and all(p.s for p in poly)
-        )
-        return cj if s else _with_s(cj, False)
+        return _channel_bytes(channel, s_all, False, toc, bytes(body))
 
-    def _parameters(
-        self, params: list[ParameterLog], oldest: int, previous: int
-    ) -> ParameterChapter | None:
+    def _parameter_logs(
+        self, oldest: int, previous: int
+    ) -> tuple[list[ParameterTuple], bool, bool] | None:
+        """Chapter M: the logs, whether the last is the selected parameter (E), and S.
+
+        The selection made since the checkpoint (the null parameter included) is the last log,
+        with E set, so a receiver that lost it selects the same. A half-written parameter
+        number (PENDING) is not sent: tshark 4.0 misreads chapter M lengths with it, and the
+        next complete selection is journalled anyway.
+        """
         regs = self.registers
-        recent = self.selection_packet >= oldest
-        if not params and not recent:
-            return None
-        # A half-written parameter number (PENDING) is not sent: tshark 4.0 misreads chapter M
-        # lengths with it, and the next complete selection is journalled anyway.
-        # The selection made since the checkpoint (the null parameter included) is the last
-        # log with E set, so a receiver that lost it selects the same.
-        in_progress = recent and not regs.pending
-        if in_progress:
-            number = regs.number()
-            current = next((p for p in params if (p.nrpn, p.number) == (regs.nrpn, number)), None)
+        logs = [
+            (k[0], k[1], msb, lsb, p != previous) for k, (p, msb, lsb) in self.parameters.items()
+        ]
+        selected = self.selection_packet >= oldest and not regs.pending
+        if selected:
+            key = (regs.nrpn, regs.number())
+            current = next((log for log in logs if log[:2] == key), None)
             if current is not None:
-                params.remove(current)
+                logs.remove(current)
             else:
-                current = ParameterLog(regs.nrpn, number, s=self.selection_packet != previous)
-            params.append(current)
-        if not params:
+                current = (key[0], key[1], None, None, self.selection_packet != previous)
+            logs.append(current)
+        if not logs:
             return None
-        s = all(p.s for p in params) and self.selection_packet != previous
-        return ParameterChapter(tuple(params), None, in_progress, s)
-
-
-def _with_s(cj: ChannelJournal, s: bool) -> ChannelJournal:
-    return ChannelJournal(
-        cj.channel,
-        cj.program,
-        cj.controllers,
-        cj.parameters,
-        cj.pitch,
-        cj.notes,
-        cj.extras,
-        cj.pressure,
-        cj.poly,
-        cj.enhanced,
-        s,
-    )
+        s = all(log[4] for log in logs) and self.selection_packet != previous
+        return logs, selected, s
 
 
 def _channel_of(message: bytes) -> int | None:
@@ -704,13 +796,14 @@ class JournalSender:
     send no RS); ``max_bytes`` bounds the journal's size, trimming the oldest history first.
     """
 
-    def __init__(self, max_packets: int = 64, max_bytes: int = 512) -> None:
+    def __init__(self, max_packets: int = 32, max_bytes: int = 512) -> None:
         self.max_packets = max_packets
         self.max_bytes = max_bytes
-        self.channels: dict[int, ChannelState] = {}
+        self.channels: dict[int, ChannelState] = {}  # in channel order
         self._packet = -1  # unwrapped number of the last packet sent
         self._seq = 0  # its RTP sequence number
         self._checkpoint = 0  # unwrapped number of the oldest packet the journal covers
+        self._confirmed: dict[Hashable, int] = {}  # receiver -> last packet it confirmed
 
     def _unwrap(self, seq: int) -> int:
         if self._packet < 0:
@@ -728,40 +821,55 @@ class JournalSender:
             self._checkpoint = (self._checkpoint + packet + 1) // 2
             journal = self._build(packet)
         self._packet, self._seq = packet, seq
+        channels = self.channels
         for message in messages:
-            channel = _channel_of(message)
-            if channel is not None:
-                state = self.channels.get(channel)
+            status = message[0]
+            if 0x80 <= status < 0xF0:
+                state = channels.get(status & 0x0F)
                 if state is None:
-                    state = self.channels[channel] = ChannelState()
+                    state = channels[status & 0x0F] = ChannelState()
+                    self.channels = channels = dict(sorted(channels.items()))
                 state.apply(message, packet)
         return journal
 
     def _build(self, packet: int) -> bytes:
         oldest = self._checkpoint
-        channels = []
-        for channel in sorted(self.channels):
-            state = self.channels[channel]
-            state.trim(oldest)
-            cj = state.journal(channel, oldest, packet - 1)
-            if cj is not None:
-                channels.append(cj)
-        s = all(cj.s for cj in channels)
-        return encode_journal(Journal(oldest & 0xFFFF, tuple(channels), s=s))
+        parts = []
+        for channel, state in self.channels.items():
+            built = state.journal(channel, oldest, packet - 1)
+            if built is not None:
+                parts.append(built)
+        # The header's S bit stays 0 (always correct: receivers then look at the channels' S
+        # bits): pymidi 0.5 reads a system journal whenever it is 1 and drops the packet.
+        head = 0x20 | (len(parts) - 1) if parts else 0
+        return bytes((head, (oldest >> 8) & 0xFF, oldest & 0xFF)) + b"".join(parts)
 
-    def confirm(self, seq: int) -> bool:
-        """Receiver feedback (RS): the receiver has everything up to ``seq``.
+    def track(self, receiver: Hashable) -> None:
+        """A new receiver: until it confirms, the history it may need stays (within bounds)."""
+        self._confirmed[receiver] = max(self._packet, self._checkpoint)
 
-        The checkpoint moves to that packet (it stays covered, so a receiver reading the
-        checkpoint as inclusive or exclusive is served either way). Values that name no packet
-        of the recent history (rtpmidid's low-half RS, stale or forged feedback) are ignored.
+    def forget(self, receiver: Hashable) -> None:
+        """A receiver left: its feedback no longer holds the checkpoint back."""
+        self._confirmed.pop(receiver, None)
+
+    def confirm(self, seq: int, receiver: Hashable = None) -> bool:
+        """Receiver feedback (RS): ``receiver`` has everything up to ``seq``.
+
+        The checkpoint moves to the oldest packet some tracked receiver has not confirmed past
+        (that packet stays covered, so a receiver reading the checkpoint as inclusive or
+        exclusive is served either way). Values that name no packet of the recent history
+        (rtpmidid's low-half RS, stale or forged feedback) are ignored.
         """
         if self._packet < 0:
             return False
-        confirmed = self._packet - ((self._seq - seq) & 0xFFFF)
-        if confirmed < self._checkpoint:
+        behind = (self._seq - seq) & 0xFFFF
+        if behind > self.max_packets and behind > self._packet - self._checkpoint:
             return False
-        self._checkpoint = confirmed
+        confirmed = self._packet - behind
+        if confirmed < self._confirmed.get(receiver, -1):
+            return False
+        self._confirmed[receiver] = confirmed
+        self._checkpoint = max(self._checkpoint, min(self._confirmed.values()))
         return True
 
 
@@ -843,6 +951,11 @@ class JournalReceiver:
         return out
 
 
+def _value(items: dict[int, Item], key: int) -> int | None:
+    item = items.get(key)
+    return None if item is None else item[1]
+
+
 class _Repair:
     """Compares one channel journal with the receiver's state and emits what differs.
 
@@ -867,22 +980,18 @@ class _Repair:
         """Whether a part is news: after a single loss, only the parts marked S=0 are."""
         return not (self.single and s)
 
-    def differs(self, key: tuple[Any, ...], value: Any) -> bool:
-        """After a single loss an S=0 part is always news; after more, only a changed value."""
-        return self.single or self.state.get(key) != value
-
     def channel(self, cj: ChannelJournal) -> None:
         ch, state = self.ch, self.state
         p = cj.program
         if p is not None and self.fresh(p.s):
-            if p.bank_msb is not None and state.get(("c", 0)) != p.bank_msb:
+            if p.bank_msb is not None and _value(state.controllers, 0) != p.bank_msb:
                 self.emit(0xB0 | ch, 0, p.bank_msb)
                 # BANK-LSB 0 also stands for "no LSB sent": only a known, different LSB is news.
-                lsb = state.get(("c", 32))
+                lsb = _value(state.controllers, 32)
                 if p.bank_lsb is not None and lsb != p.bank_lsb and (p.bank_lsb or lsb):
                     self.emit(0xB0 | ch, 32, p.bank_lsb)
-            current = state.get(("p",))
-            if self.single or current is None or current[0] != p.program:
+            current = state.program
+            if self.single or current is None or current[1] != p.program:
                 self.emit(0xC0 | ch, p.program)
         if cj.controllers is not None and self.fresh(cj.controllers.s):
             latest: dict[int, int] = {}
@@ -895,29 +1004,31 @@ class _Repair:
                     or bytes((0xB0 | ch, number, value)) in self.done
                 ):
                     continue
-                if self.differs(("c", number), value):
+                if self.single or _value(state.controllers, number) != value:
                     self.emit(0xB0 | ch, number, value)
         if cj.parameters is not None and self.fresh(cj.parameters.s):
             self.parameters(cj.parameters)
         if cj.pitch is not None and self.fresh(cj.pitch[0]):
             value = cj.pitch[1]
-            if self.differs(("w",), value):
+            if self.single or state.pitch is None or state.pitch[1] != value:
                 self.emit(0xE0 | ch, value & 0x7F, value >> 7)
         n = cj.notes
         if n is not None:
             for note in n.offs:
-                if state.get(("n", note)):
+                if _value(state.notes, note):
                     self.emit(0x80 | ch, note, 0)
             for nlog in n.logs:
                 if self.fresh(nlog.s) and nlog.play and nlog.velocity:
-                    if self.differs(("n", nlog.note), nlog.velocity):
+                    if self.single or _value(state.notes, nlog.note) != nlog.velocity:
                         self.emit(0x90 | ch, nlog.note, nlog.velocity)
         if cj.pressure is not None and self.fresh(cj.pressure[0]):
             value = cj.pressure[1]
-            if self.differs(("t",), value):
+            if self.single or state.pressure is None or state.pressure[1] != value:
                 self.emit(0xD0 | ch, value)
         for plog in cj.poly or ():
-            if self.fresh(plog.s) and self.differs(("a", plog.note), plog.pressure):
+            if self.fresh(plog.s) and (
+                self.single or _value(state.poly, plog.note) != plog.pressure
+            ):
                 self.emit(0xA0 | ch, plog.note, plog.pressure)
 
     def select(self, nrpn: bool, number: int) -> None:
@@ -932,9 +1043,9 @@ class _Repair:
         for log in m.logs:
             if not self.fresh(log.s) or (log.entry_msb is None and log.entry_lsb is None):
                 continue
-            current = self.state.get(("m", log.nrpn, log.number)) or (None, None)
-            stale_msb = log.entry_msb is not None and current[0] != log.entry_msb
-            stale_lsb = log.entry_lsb is not None and current[1] != log.entry_lsb
+            _, msb, lsb = self.state.parameters.get((log.nrpn, log.number), (0, None, None))
+            stale_msb = log.entry_msb is not None and msb != log.entry_msb
+            stale_lsb = log.entry_lsb is not None and lsb != log.entry_lsb
             if not (self.single or stale_msb or stale_lsb):
                 continue
             if (regs.nrpn, regs.number()) != (log.nrpn, log.number) or regs.pending:
