@@ -67,7 +67,7 @@ from netmidi.rtpmidi_discovery import GLOBAL_OPTIONS as DISCOVERY_OPTIONS
 from netmidi.rtpmidi_discovery import Discovery
 
 _RECEIVE_BUFFER = 4 << 20
-_READ_BUDGET = 8192
+_READ_BUDGET = 2048
 _PAIR_ATTEMPTS = 32
 
 
