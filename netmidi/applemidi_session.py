@@ -48,8 +48,11 @@ JOIN_TIMEOUT: Final = 10.0
 SYNC_BURST: Final = 3
 SYNC_BURST_INTERVAL: Final = 1.0
 SYNC_INTERVAL: Final = 10.0
-SYNC_TIMEOUT: Final = 60.0
-"""Apple: the initiator must resync at least every 60 s, or the responder may assume it died."""
+SYNC_TIMEOUT: Final = 61.0
+"""Apple: the initiator must resync at least every 60 s, or the responder may assume it died.
+
+One second of grace, as Arduino's listener has, for initiators that resync at exactly 60 s.
+"""
 FEEDBACK_DELAY: Final = 1.0
 TICKS_PER_SECOND: Final = 10_000
 _U64: Final = (1 << 64) - 1

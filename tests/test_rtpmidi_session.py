@@ -273,10 +273,21 @@ class SyncTests(SessionTestsBase):
         self.wire.drop_to = {B_DATA}
         self.wire.run(SYNC_TIMEOUT + 0.5)
         reasons = [d.reason for d in self.wire.events("a", Disconnected)]
-        self.assertEqual(reasons, ["no clock sync for 60 s"])
+        self.assertEqual(reasons, ["no clock sync for 61 s"])
         self.wire.drop_to = set()
         self.wire.run(2)
         self.assertEqual(self.a.peers[0].state, State.CONNECTED)
+
+    def test_resync_at_exactly_60_s_tolerated(self) -> None:
+        """An initiator that syncs every 60 s (the Apple maximum) keeps its session."""
+        self.connect()
+        peer = self.b.peers[0]
+        for _ in range(5):
+            self.clock.advance(60)
+            now = self.clock.seconds()
+            self.assertEqual(self.b.poll(now), [])
+            self.b.received(DATA, Sync(SSRC_A, 0, (1, 0, 0)), A_DATA, now)
+        self.assertEqual(self.b.members(), [peer])
 
     def test_unsolicited_ck0_answered(self) -> None:
         """node-rtpmidi starts its own CK0 as responder: the initiator still answers it."""
