@@ -374,7 +374,7 @@ class QuirkTests(SessionTestsBase):
         out = self.a.received(DATA, Exchange(b"OK", 0x33333333, 0xBBBB, "py"), B_DATA, 0)
         self.assertIsInstance(out[0], Connected)
         peer = self.a.peers[0]
-        self.assertEqual((peer.ssrc, peer.ssrcs), (0xBBBB, {0xAAAA, 0xBBBB}))
+        self.assertEqual((peer.ssrc, peer.ssrcs), (0xBBBB, [0xAAAA, 0xBBBB]))
         self.assertIs(self.a.rtp_received(B_DATA, 0xBBBB, 1, 0), peer)
         bye = self.a.received(CONTROL, Exchange(b"BY", 0, 0xAAAA), B_CONTROL, 0)
         self.assertIsInstance(bye[0], Disconnected)
@@ -387,6 +387,9 @@ class QuirkTests(SessionTestsBase):
         assert peer is not None
         self.assertEqual(peer.ssrc, 0x9999)
         self.assertIn(SSRC_B, peer.ssrcs)
+        for ssrc in range(100):  # a member cycling SSRCs cannot grow what is kept
+            self.a.rtp_received(B_DATA, ssrc, 11 + ssrc, self.clock.seconds())
+        self.assertEqual(peer.ssrcs, [96, 97, 98, 99])
 
     def test_answer_from_wrong_port(self) -> None:
         """node-rtpmidi's OKs may come from its other socket: matched by token and host."""
