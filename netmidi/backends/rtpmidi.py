@@ -251,8 +251,9 @@ class RtpMidiInstance(Instance):
         """A session announced itself (mDNS): invite it if ``invite`` names it (or is ``*``)."""
         if self.session is None or not ({name, "*"} & self._invite):
             return
-        self._discovered[control] = name
         self._apply(self.session.invite(control, self.reactor.seconds()))
+        if any(peer.control == control for peer in self.session.peers):
+            self._discovered[control] = name  # only sessions we took on (max-peers bounds it)
 
     def vanished(self, control: Address) -> None:
         """A discovered session withdrew its announcement: end the session with it."""
