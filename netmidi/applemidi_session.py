@@ -304,8 +304,10 @@ class Session:
                 Ignored(source, "invitation not accepted (see join)", f"session {command.name!r}"),
             ]
         outputs: list[Output] = []
-        if peer is not None:  # the peer restarted, or invited us while we invited it
-            outputs += self._drop(peer, "invited again", now, None, False)
+        if peer is not None and peer.state is State.CONNECTED:
+            outputs += self._drop(peer, "the peer restarted the session", now, None, False)
+        elif peer is not None:  # it invited us while we invited it: its invitation wins
+            self._forget(peer)
         elif len(self.peers) >= self.max_peers:
             return [
                 Transmit(CONTROL, source, Exchange(REJECT, command.token, self.ssrc, self.name)),

@@ -436,6 +436,7 @@ class QuirkTests(SessionTestsBase):
         self.assertEqual([p.state for p in self.b.peers], [State.CONNECTED])
         self.assertFalse(self.b.peers[0].initiator)
         self.assertTrue(self.b.peers[0].configured)
+        self.assertEqual(self.wire.events("b", Disconnected), [])
 
 
 class AdmissionTests(SessionTestsBase):
