@@ -146,6 +146,13 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class Synced:
+    """The first clock exchange with a peer completed: ``peer.latency`` and ``offset`` are set."""
+
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
 class Acknowledged:
     """The peer has our RTP packets up to ``sequence`` (for trimming the journal)."""
 
@@ -162,7 +169,7 @@ class Ignored:
     detail: str = ""
 
 
-Output = Transmit | Connected | Disconnected | Acknowledged | Ignored
+Output = Transmit | Connected | Disconnected | Synced | Acknowledged | Ignored
 
 
 class Session:
@@ -378,6 +385,7 @@ class Session:
         peer.state = State.CONNECTED
         peer.last_sync = now
         peer.attempts = 0
+        peer.latency = peer.offset = None
         self._by_data[peer.data] = peer
         if peer.initiator:
             peer.exchanges = 0
@@ -400,20 +408,25 @@ class Session:
             reply = Sync(self.ssrc, 1, (ts1, here, 0))
             self._reschedule(peer, now)
             return [Transmit(port, source, reply)]
+        first = peer.latency is None
         if command.count == 1:
+            sent = peer.sync_sent
             # node-rtpmidi echoes only the low 32 bits of our timestamp
-            if peer.sync_sent is None or (peer.sync_sent ^ ts1) & 0xFFFFFFFF:
+            if sent is None or (sent ^ ts1) & 0xFFFFFFFF:
                 return [Ignored(source, "CK1 for no CK0 of ours")]
             peer.sync_sent = None
             peer.exchanges += 1
-            peer.latency = (here - ts1) / TICKS_PER_SECOND
-            peer.offset = ((ts1 + here) / 2 - ts2) / -TICKS_PER_SECOND
-            self._reschedule(peer, now)
-            return [Transmit(port, source, Sync(self.ssrc, 2, (ts1, ts2, here)))]
-        peer.latency = (here - ts2) / TICKS_PER_SECOND
-        peer.offset = ((ts1 + ts3) / 2 - ts2) / TICKS_PER_SECOND
+            peer.latency = (here - sent) / TICKS_PER_SECOND
+            peer.offset = (ts2 - (sent + here) / 2) / TICKS_PER_SECOND
+            outputs: list[Output] = [Transmit(port, source, Sync(self.ssrc, 2, (ts1, ts2, here)))]
+        else:
+            peer.latency = (here - ts2) / TICKS_PER_SECOND
+            peer.offset = ((ts1 + ts3) / 2 - ts2) / TICKS_PER_SECOND
+            outputs = []
         self._reschedule(peer, now)
-        return []
+        if first:
+            outputs.append(Synced(peer))
+        return outputs
 
     def _feedback(self, peer: Peer, command: Feedback, source: Address) -> list[Output]:
         last = self.last_sent

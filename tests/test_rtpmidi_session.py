@@ -24,6 +24,7 @@ from netmidi.applemidi_session import (
     Output,
     Session,
     State,
+    Synced,
     Transmit,
 )
 from netmidi.codec import applemidi
@@ -258,6 +259,15 @@ class SyncTests(SessionTestsBase):
         self.assertEqual(len(self.a.members()), 1)
         self.assertEqual(len(self.b.members()), 1)
 
+    def test_synced_reported_once(self) -> None:
+        """Both sides report the first completed exchange once per session."""
+        self.connect()
+        self.wire.run(30)
+        self.assertEqual(len(self.wire.events("a", Synced)), 1)
+        self.assertEqual(len(self.wire.events("b", Synced)), 1)
+        self.assertEqual(self.a.peers[0].latency, 0.0)
+        self.assertEqual(self.b.peers[0].offset, 0.0)
+
     def test_responder_times_out_initiator(self) -> None:
         """A responder drops an initiator silent for 60 s and says BY on both ports."""
         self.connect()
@@ -312,9 +322,15 @@ class SyncTests(SessionTestsBase):
         """node-rtpmidi echoes only the low 32 bits of our CK0 timestamp; still a match."""
         self.connect()
         peer = self.a.peers[0]
-        peer.sync_sent = (1 << 32) + 77
-        out = self.a.received(DATA, Sync(SSRC_B, 1, (77, 5, 0)), B_DATA, self.clock.seconds())
+        self.clock.advance(500_000)  # the session clock is past 2**32 ticks after 5 days
+        peer.sync_sent = self.a.timestamp(self.clock.seconds())
+        self.assertGreater(peer.sync_sent, 1 << 32)
+        self.clock.advance(0.002)
+        echo = peer.sync_sent & 0xFFFFFFFF
+        out = self.a.received(DATA, Sync(SSRC_B, 1, (echo, 5, 0)), B_DATA, self.clock.seconds())
         self.assertIsInstance(out[0], Transmit)
+        # The round trip comes from our own full timestamp, not the truncated echo.
+        self.assertAlmostEqual(peer.latency or 0, 0.002, places=6)
 
 
 class ByeTests(SessionTestsBase):

@@ -38,6 +38,7 @@ from netmidi.applemidi_session import (
     Output,
     Peer,
     Session,
+    Synced,
     Transmit,
     ticks,
 )
@@ -418,6 +419,13 @@ class RtpMidiInstance(Instance):
                 )
             elif isinstance(output, Disconnected):
                 self._disconnected(output)
+            elif isinstance(output, Synced):
+                self.log.info(
+                    "{name}: clock sync with {peer}: round trip {latency:.1f} ms",
+                    name=self.name,
+                    peer=output.peer.describe(),
+                    latency=(output.peer.latency or 0.0) * 1000,
+                )
         self._schedule()
 
     def _disconnected(self, output: Disconnected) -> None:
