@@ -322,6 +322,7 @@ def main() -> None:
                     f"  -> {per_packet} ev/packet: {best.rate:.0f} ev/s sustained with zero loss"
                     f" (target {target}), {best.packet_rate:.0f} packets/s,"
                     f" {best.cpu_per_packet * 1e6:.1f} µs daemon CPU per packet"
+                    f" (one free core: about {per_packet / best.cpu_per_packet:.0f} ev/s)"
                 )
         result = bench.run(1000, 1, 2.0 if arguments.quick else 5.0)
         latencies = result.latencies
