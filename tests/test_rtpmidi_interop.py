@@ -25,6 +25,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest
 
+from netmidi.codec import rtpmidi
 from netmidi.codec.midi import parse_midi_channel
 from netmidi.values import Value
 from tests.test_rtpmidi_backend import BackendTestsBase, free_even_port, wait_until
@@ -126,6 +127,25 @@ class NodeTests(InteropBase):
         await self.resend_until(node, [0xB0, 10, 5], lambda: r_in)
         self.assertEqual(r_in[0], [(CC10, Value.from_raw(5, 7))])
         self.assertEqual(r.bad.total, 0, dict(r.bad.counts))
+
+    async def test_node_sysex_is_not_an_event(self) -> None:
+        """A complete SysEx from node-rtpmidi is taken whole and never read as channel events."""
+        r, r_in = self.instance(mode="apple", bind=f"127.0.0.1 {free_even_port()}", join="*")
+        node = self.node(free_even_port(), r.control_port)
+        await wait_until(lambda: r._destinations, 10)
+        await self.resend_until(node, [0x90, 61, 1], lambda: r_in)
+        r_in.clear()
+        seen: list[bytes] = []
+        protocol = r._ports[1].protocol
+        handler = protocol.handler
+        protocol.handler = lambda data, addr: (seen.append(data), handler(data, addr))
+        node.send([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])
+        node.send([0x90, 62, 2])
+        await wait_until(lambda: r_in, 5)
+        self.assertEqual(r_in, [[(parse_midi_channel("ch0.note62"), Value.from_raw(2, 7))]])
+        self.assertEqual(r.bad.total, 0, dict(r.bad.counts))
+        messages = [m for d in seen if d[:2] != b"\xff\xff" for m in rtpmidi.decode(d).messages]
+        self.assertIn(bytes([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7]), messages)
 
     async def test_node_responder(self) -> None:
         """netmidi invites node-rtpmidi; netmidi drives CK and MIDI crosses both ways."""
