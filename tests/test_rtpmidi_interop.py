@@ -162,6 +162,9 @@ class NodeTests(InteropBase):
         peer = r.peers()[0]
         self.assertGreaterEqual(peer.exchanges, 1)
         self.assertIsNotNone(peer.latency)
+        # node's RS (a second after our data, sequence in the upper half) is understood.
+        await wait_until(lambda: peer.acknowledged is not None, 5)
+        self.assertEqual(peer.acknowledged, r.session.last_sent)  # type: ignore[union-attr]
 
 
 class NodeIpv6Tests(InteropBase):
