@@ -281,18 +281,25 @@ def main() -> None:
     parser.add_argument(
         "--journal", choices=("on", "off"), default="on", help="the output instance's journal"
     )
+    parser.add_argument(
+        "--pin", action="store_true", help="run the daemon on CPU 1 and this script on CPU 0"
+    )
     arguments = parser.parse_args()
     if os.environ.get("NETMIDI_NETLAB") != "1":
         raise SystemExit(
             "run me inside the network lab: ../../shared/netlab -- python bench/rtpmidi.py"
         )
     bench = Bench(arguments.journal)
+    if arguments.pin:
+        os.sched_setaffinity(bench.daemon.process.pid, {1})
+        os.sched_setaffinity(0, {0})
     try:
         bench.wait_ready()
         seconds = 1.5 if arguments.quick else arguments.seconds
         print(
             f"rtpmidi bench: daemon pid {bench.daemon.process.pid}, {seconds:.1f} s per run,"
             f" recovery journal {arguments.journal} on the output"
+            + (", daemon pinned to CPU 1" if arguments.pin else "")
         )
         for per_packet, rates, target in (
             (1, [5000, 10000, 15000, 20000, 25000, 30000, 40000], 20000),
