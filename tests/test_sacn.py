@@ -113,6 +113,12 @@ class OptionTests(SynchronousTestCase):
 
     def test_instance_options(self) -> None:
         table = SacnBackend.instance_options
+        parsed, errors = parse_options(
+            table, {"universe": 1, "destination": ["::1", "10.0.0.1 6000"]}
+        )
+        self.assertEqual([str(d) for d in parsed["destination"]], ["[::1]:5568", "10.0.0.1:6000"])
+        _, errors = parse_options(table, {"universe": 1, "destination": "node.local"})
+        self.assertIn("IPv4 or IPv6 address", errors["destination"])
         _, errors = parse_options(table, {"universe": 64000})
         self.assertIn("1-63999", errors["universe"])
         _, errors = parse_options(table, {"universe": 1, "priority": 201, "merge": "avg"})

@@ -100,6 +100,12 @@ def bind_descriptor(value: Any) -> Bind:
     return Bind(host, port, local)
 
 
+def unicast_destination(value: Any) -> HostPort:
+    """``address [port]`` with an IP address, not a name: a name would be resolved per packet."""
+    destination = host_port(e131.PORT)(value)
+    return HostPort(ip_address(destination.host), destination.port)
+
+
 def _host_id() -> str:
     for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         try:
@@ -326,7 +332,7 @@ class SacnBackend(Backend):
         "universe": Option(integer(e131.UNIVERSE_MIN, e131.UNIVERSE_MAX), None, "", True),
         "interface": Option(integer(0, 255), 0, "index of the bind descriptor to use"),
         "priority": Option(integer(0, e131.PRIORITY_MAX), None, "send priority; enables output"),
-        "destination": Option(listof(host_port(e131.PORT)), [], "unicast destinations"),
+        "destination": Option(listof(unicast_destination), [], "unicast destinations"),
         "from": Option(listof(uuid_value), [], "accept only these source CIDs"),
         "unicast": Option(flag, False, "no multicast: neither join nor send to the group"),
         "realtime": Option(flag, False, "send every change, without the 44 Hz cap"),
