@@ -283,6 +283,22 @@ class ClockTests(SynchronousTestCase):
         self.assertLessEqual(len(to_unicast), 3)  # capped at 44 Hz
         self.assertEqual(self.data_sent("239.255.0.4"), [])
 
+    def test_synchronised_input(self) -> None:
+        backend = self.backend({"a": {"universe": 1, "sync": 50}, "b": {"universe": 2}})
+        _, sink_a = listen(backend, "a", 1)
+        _, sink_b = listen(backend, "b", 1)
+        backend.startService()
+        source = ("10.0.0.9", 5568)
+        backend.received(e131.encode_sync(PEER, 0, 50), source)
+        backend.received(e131.encode_data(PEER, "p", 1, 0, b"\x01", sync_address=50), source)
+        backend.received(e131.encode_data(PEER, "p", 2, 0, b"\x02", sync_address=50), source)
+        self.assertEqual((sink_a.events, sink_b.events), ([], []))  # held
+        backend.received(e131.encode_sync(PEER, 1, 50), source)
+        self.assertEqual(sink_a.events, [("a", [(1, Value.from_raw(1, 8))])])
+        self.assertEqual(sink_b.events, [("b", [(1, Value.from_raw(2, 8))])])
+        backend.received(e131.encode_sync(PEER, 1, 50), source)  # a repeat: out of sequence
+        self.assertEqual(dict(backend.bad.counts), {"sync out of sequence": 1})
+
     def test_loss_is_reported(self) -> None:
         backend = self.backend({"in": {"universe": 1}})
         listen(backend, "in", 1)

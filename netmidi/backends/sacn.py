@@ -48,7 +48,7 @@ from netmidi.options import (
     text,
     uuid_value,
 )
-from netmidi.sacn.merge import MERGES, Levels, Rejected, UniverseMerger
+from netmidi.sacn.merge import MERGES, Levels, Rejected, SyncState, UniverseMerger
 from netmidi.sacn.schedule import PERIOD, SendSchedule
 from netmidi.sacn.sources import Refused, SourceList
 from netmidi.values import Value
@@ -194,6 +194,7 @@ class SacnInstance(Instance):
             options["merge"],
             options["preview"],
             frozenset(cid.bytes for cid in options["from"]),
+            backend.sync_state,
         )
         self.copies: list[_Copy] = []
         self.watch: npt.NDArray[np.bool_] | None = None
@@ -367,6 +368,7 @@ class SacnBackend(Backend):
         self._due: list[tuple[float, int, SacnInstance]] = []
         self._timer: DelayedCall | None = None
         self.source_list = SourceList()
+        self.sync_state = SyncState()  # shared by every universe's merger
         # per bind descriptor: IPv4 and IPv6 send sockets, one per interface
         self._senders: list[tuple[list[socket.socket], list[socket.socket]]] = []
 
@@ -446,15 +448,15 @@ class SacnBackend(Backend):
                 if changed:
                     self._deliver(instance, old, now)
         elif type(packet) is e131.SyncPacket:
+            try:
+                self.sync_state.packet(packet, now)
+            except Rejected as error:
+                self._drop(error, addr)
+                return
             for receivers in self._inputs.values():
                 for instance in receivers:
                     old = instance.merger.levels
-                    try:
-                        changed = instance.merger.sync(packet, now)
-                    except Rejected as error:
-                        self._drop(error, addr)
-                        return
-                    if changed:
+                    if instance.merger.release(packet.sync_address, now):
                         self._deliver(instance, old, now)
         else:
             assert isinstance(packet, e131.DiscoveryPacket)
