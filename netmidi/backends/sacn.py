@@ -381,12 +381,13 @@ class SacnBackend(Backend):
             try:
                 resolve_interface(spec)
             except OptionError as error:
-                errors.append(f"sacn interface: {error}")
+                errors.append(f"interface: {error}")
         for instance in self._instances():
-            if instance.options["interface"] >= len(self.binds):
+            index = instance.options["interface"]
+            if index >= len(self.binds):
                 errors.append(
-                    f"{instance.name}: interface {instance.options['interface']} has no "
-                    f"bind descriptor (there are {len(self.binds)})"
+                    f"instance {instance.name!r}: interface {index} names no bind descriptor, "
+                    f"expected 0-{len(self.binds) - 1}"
                 )
         return errors
 
