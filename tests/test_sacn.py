@@ -310,6 +310,16 @@ class ClockTests(SynchronousTestCase):
         lines = [formatEvent(e) for e in events]
         self.assertIn("sacn: 4 packets lost on the way in", "\n".join(lines))
 
+    def test_verbose_detect_reports_universes(self) -> None:
+        backend = self.backend({"in": {"universe": 1}}, detect="verbose")
+        backend.startService()
+        with capturedLogs() as events:
+            for n in range(52):
+                backend.received(e131.encode_data(PEER, "desk", 1, n, b"\x01"), ("h", 5568))
+                self.clock.advance(0.2)
+        text = "\n".join(formatEvent(e) for e in events)
+        self.assertIn("in (universe 1): 5.0 packets/s from 'desk'; 0 lost, 0 duplicates", text)
+
     def test_detect_watches_every_slot(self) -> None:
         backend = self.backend({"in": {"universe": 1}}, detect="on")
         instance, sink = listen(backend, "in")

@@ -355,7 +355,8 @@ class SacnBackend(Backend):
         self.send_errors = 0
         self.packets_received = 0
         self._loss_logged = 0
-        self._loss_logged_at = float("-inf")
+        self._loss_logged_at = 0.0  # set again at start
+        self._reported: dict[SacnInstance, int] = {}
         self.packets_sent = 0
         self._last_send_error = float("-inf")
         self._inputs: dict[int, list[SacnInstance]] = {}
@@ -524,8 +525,29 @@ class SacnBackend(Backend):
                 new=lost - self._loss_logged,
                 total=lost,
             )
+        if self.options.get("detect") == "verbose":
+            self._report_universes(now - self._loss_logged_at)
         self._loss_logged = lost
         self._loss_logged_at = now
+
+    def _report_universes(self, interval: float) -> None:
+        """``detect: verbose``: what each received universe got since the last report."""
+        for instance in self._instances():
+            merger = instance.merger
+            if not merger.packets and not merger.sources:
+                continue
+            packets = merger.packets - self._reported.get(instance, 0)
+            self._reported[instance] = merger.packets
+            self.log.info(
+                "detect: {instance} (universe {universe}): {rate:.1f} packets/s from {sources}; "
+                "{lost} lost, {duplicates} duplicates so far",
+                instance=instance.name,
+                universe=instance.universe,
+                rate=packets / interval,
+                sources=", ".join(repr(s.name) for s in merger.sources.values()) or "nobody",
+                lost=merger.lost_packets,
+                duplicates=merger.duplicates,
+            )
 
     # -- sending --------------------------------------------------------------------------
 
@@ -751,6 +773,7 @@ class SacnBackend(Backend):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        self._loss_logged_at = self.reactor.seconds()
         instances = list(self._instances())
         for index, bind in enumerate(self.binds):
             mine = [i for i in instances if i.options["interface"] == index]

@@ -161,12 +161,14 @@ class UniverseMerger:
         self.allowed = allowed
         self.sources: dict[bytes, Source] = {}
         self.levels: Levels = ZERO
+        self.packets = 0
         self.lost_packets = 0
         self.duplicates = 0
         self.sync_state = sync if sync is not None else SyncState()
 
     def data(self, packet: DataPacket, now: float) -> bool:
         """Apply a data packet of this universe; True if the merged levels changed."""
+        self.packets += 1
         cid = packet.cid
         if self.allowed and cid not in self.allowed:
             return False
