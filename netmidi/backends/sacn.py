@@ -439,14 +439,14 @@ class SacnBackend(Backend):
                 return
             for instance in receivers:
                 merger = instance.merger
-                if self.detect and packet.cid not in merger.sources:
-                    self._log_source(instance, packet, addr)
-                old = merger.levels
+                old, known = merger.levels, len(merger.sources)
                 try:
                     changed = merger.data(packet, now)
                 except Rejected as error:
                     self._drop(error, addr)
                     continue
+                if self.detect and len(merger.sources) > known:
+                    self._log_source(instance, packet, addr)
                 if changed:
                     self._deliver(instance, old, now)
         elif type(packet) is e131.SyncPacket:
