@@ -6,11 +6,13 @@ Measures, with client and fake console in one process on one reactor:
   * input-to-console latency of fader moves (instance.send -> console applies the write),
   * the console-side write rate under a 1,000 events/s flood to one fader (and to ten),
     and whether the last value arrives,
-  * the client's CPU time per routed event during the flood.
+  * the client's CPU time per routed event during the flood,
+  * the cost of reading one poll answer for 90 fader executors (decode and change detection).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import Any
@@ -20,7 +22,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
 from netmidi.backends.maweb import MawebBackend, MawebInstance
+from netmidi.codec import maweb
 from netmidi.options import parse_options
+from netmidi.session.maweb import ClientSession, Credentials, Executor, RemoteState, Timing
 from netmidi.testing.fakeconsole import FakeConsole
 from netmidi.values import Value
 
@@ -41,6 +45,36 @@ class TimedConsole(FakeConsole):
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def poll_answer_cost() -> None:
+    """Decode and apply a 90-executor gma2 fader-view answer, as the fake console writes it."""
+    console = FakeConsole(reactor)
+    texts: list[str] = []
+    console._deliver = lambda connection, text: texts.append(text)  # type: ignore[method-assign]
+    for n in range(1, 91):
+        console.executor(1, n).fader = n / 90
+    request = maweb.PlaybacksRequest(0, maweb.FADER_VIEW, (0,), (90,), (2,))
+    console._playbacks(None, json.loads(request.encode(1)))  # type: ignore[arg-type]
+    answer = texts[0]
+    faders = [Executor(1, n, "fader") for n in range(1, 91)]
+    state = RemoteState(faders, "remote")
+    session = ClientSession(state, Credentials("u", "h"), Timing(poll_interval=0.0), 0.0)
+    for message in (
+        '{"status":"server ready", "appType":"gma2"}',
+        '{"session":1,"forceLogin":true}',
+        '{"responseType":"login","result":true}',
+    ):
+        session.received(message, 0.0)  # fmt: skip
+    rounds = 200
+    start = time.perf_counter()
+    for n in range(rounds):
+        session.received(answer, 1.0 + n)
+    per_answer = (time.perf_counter() - start) / rounds
+    print(
+        f"poll answer for 90 fader executors ({len(answer)} bytes):"
+        f" {per_answer * 1e6:.0f} us to decode and compare"
+    )
 
 
 @inlineCallbacks
@@ -124,6 +158,7 @@ def main() -> Any:
         )
     yield backend.stopService()
     yield console.stop()
+    poll_answer_cost()
     reactor.stop()
 
 

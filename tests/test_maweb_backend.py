@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
@@ -377,6 +379,17 @@ class RecoveryTests(MawebTestCase):
         yield self.wait(lambda: setup.latest("page1.fader1") == 0.0)  # input re-read
 
     @inlineCallbacks
+    def test_abrupt_close(self) -> Any:
+        """An abrupt close: netmidi logs in again; the lost session holds a slot until expiry."""
+        console = self.console(keepalive_timeout=1.0)
+        setup = self.setup([console.url], ["page1.fader1"])
+        yield self.wait(setup.ready)
+        yield console.drop_all()
+        yield self.wait(lambda: console.logins == 2)
+        self.assertEqual(sorted(console.sessions), [1, 2])
+        yield self.wait(lambda: sorted(console.sessions) == [2])
+
+    @inlineCallbacks
     def test_output_before_start(self) -> Any:
         """A fader value routed before the backend started reaches the console at login."""
         console = self.console()
@@ -472,6 +485,7 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(parse_control("page1.fader5", "remote"), Executor(1, 5, "fader"))
         self.assertEqual(parse_control("page2.button103", "remote"), Executor(2, 103, "button"))
         self.assertEqual(parse_control("page1.button807", "remote"), Executor(1, 807, "button"))
+        self.assertEqual(parse_control("page01.fader01", "remote"), Executor(1, 1, "fader"))
         self.assertEqual(str(Executor(3, 2, "upper")), "page3.upper2")
 
     def test_keys(self) -> None:
@@ -488,6 +502,7 @@ class ParseTests(SynchronousTestCase):
             ("page1.button191", "remote", "expected an executor 1-90 or 101-190"),
             ("page0.fader1", "remote", "page from 1"),
             ("page1.knob1", "remote", "a command key name"),
+            ("page\u0661.fader1", "remote", "a command key name"),  # digits are ASCII
             ("go_plus", "remote", "a command key name"),
             ("BLACKOUT", "remote", "use cmdline console or downgrade"),
             ("LABEL", "console", "use cmdline remote"),
@@ -495,6 +510,22 @@ class ParseTests(SynchronousTestCase):
             with self.assertRaises(OptionError) as caught:
                 parse_control(spec, cmdline)
             self.assertIn(words, str(caught.exception))
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.text(max_size=24)
+        | st.from_regex(
+            r"page[0-9]{1,5}\.(fader|upper|lower|flash|button|x)[0-9]{0,4}", fullmatch=True
+        ),
+        st.sampled_from(["remote", "console", "downgrade"]),
+    )
+    def test_fuzz(self, spec: str, cmdline: str) -> None:
+        """Any text parses to a control whose printed spec parses back the same, or raises."""
+        try:
+            control = parse_control(spec, cmdline)
+        except OptionError:
+            return
+        self.assertEqual(parse_control(str(control), cmdline), control)
 
     def test_quiet(self) -> None:
         """Mapped inputs the remote never reports are warned about, unless quiet."""

@@ -48,8 +48,10 @@ class DaemonTests(TestCase):
             show.write(text)
         return directory
 
-    def daemon(self, directory: str, *arguments: str) -> DaemonProcess:
-        process = start_daemon(reactor, "-c", "show.yaml", *arguments, cwd=directory)
+    def daemon(
+        self, directory: str, *arguments: str, twistd: tuple[str, ...] = ("-n",)
+    ) -> DaemonProcess:
+        process = start_daemon(reactor, "-c", "show.yaml", *arguments, cwd=directory, twistd=twistd)
 
         def stop_if_running() -> Any:
             if not process.exit_code.called:
@@ -59,15 +61,25 @@ class DaemonTests(TestCase):
         self.addCleanup(stop_if_running)
         return process
 
-    @inlineCallbacks
     def test_console_through_daemon_and_back(self) -> Any:
         """Console fader and button changes come out as events; events move console faders."""
+        return self.through_daemon_and_back(("-n",))
+
+    def test_on_the_asyncio_reactor(self) -> Any:
+        """The same under ``--reactor=asyncio`` (the reactor a show with mDNS may run on)."""
+        return self.through_daemon_and_back(("-n", "--reactor=asyncio"))
+
+    @inlineCallbacks
+    def through_daemon_and_back(self, twistd: tuple[str, ...]) -> Any:
         console = FakeConsole(reactor, users={"netmidi": PASSWORD})
         console.listen()
         self.addCleanup(console.stop)
-        process = self.daemon(self.write_show(SHOW.format(host=console.url, password=PASSWORD)))
+        show = self.write_show(SHOW.format(host=console.url, password=PASSWORD))
+        process = self.daemon(show, twistd=twistd)
         yield process.wait_for(reactor, "logged in to the gma2 web remote")
         yield process.wait_for(reactor, "detect: ma.page1.fader1 = 0.000000")
+        if "--reactor=asyncio" in twistd:
+            self.assertIn("AsyncioSelectorReactor", process.output)
 
         console.executor(1, 1).fader = 0.6
         console.executor(1, 101).running = True

@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from netmidi.codec.maweb import DOT2, password_hash
 from netmidi.testing.fakeconsole import FakeConsole
@@ -170,3 +172,48 @@ class FakeConsoleTests(TestCase):
         client = yield self.connect(console)
         client.send({"session": 0})
         self.assertEqual((yield client.next())["session"], -1)
+
+
+class Stub:
+    """Stands in for a connection: the console only sets and reads ``session`` on it."""
+
+    session = None
+
+
+REQUESTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "requestType": st.sampled_from(
+            ["login", "playbacks", "playbacks_userInput", "keyname", "command", "close", "x"]
+        )
+        | st.integers(),
+        "session": st.sampled_from([1, 1, 1, 0, -1, 2]) | st.text(max_size=2) | st.none(),
+        "username": st.sampled_from(["netmidi", "remote"]) | st.lists(st.integers(), max_size=2),
+        "password": st.text(max_size=3) | st.just(password_hash("secret")),
+        "pageIndex": st.integers(-2, 3) | st.floats() | st.text(max_size=2),
+        "execIndex": st.integers(-2, 200) | st.floats(),
+        "startIndex": st.lists(st.integers(-5, 200) | st.floats(), max_size=3) | st.integers(),
+        "itemsCount": st.lists(st.integers(-5, 10**9), max_size=3) | st.text(max_size=2),
+        "itemsType": st.lists(st.integers(0, 4), max_size=3),
+        "view": st.integers(0, 4) | st.none(),
+        "type": st.integers(-1, 2),
+        "buttonId": st.integers(-1, 3),
+        "faderValue": st.floats() | st.text(max_size=2),
+        "pressed": st.booleans() | st.none(),
+        "keyname": st.text(max_size=4),
+    },
+)
+
+
+class FakeConsoleFuzzTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(REQUESTS | st.binary(max_size=20), max_size=8), st.sampled_from(["gma2", "dot2"])
+    )
+    def test_any_client_input(self, frames: list[Any], app_type: str) -> None:
+        """Whatever a client sends, the fake console records or rejects it, never raises."""
+        console = FakeConsole(Clock(), app_type=app_type)
+        connection: Any = Stub()
+        for frame in [b'{"session":0}', *frames]:
+            payload = frame if isinstance(frame, bytes) else json.dumps(frame).encode()
+            console._message(connection, payload)

@@ -34,6 +34,7 @@ from netmidi.options import (
 )
 from netmidi.session.maweb import (
     BUTTON,
+    CONTROLS,
     FADER,
     Backoff,
     ClientSession,
@@ -52,7 +53,7 @@ from netmidi.values import Value
 websocket: Any = _websocket
 
 MAX_MESSAGE = 4 * 1024 * 1024
-_EXECUTOR = re.compile(r"page(\d{1,4})\.(fader|upper|lower|flash|button)(\d{1,3})")
+_EXECUTOR = re.compile(rf"page([0-9]{{1,4}})\.({'|'.join(CONTROLS)})([0-9]{{1,3}})")
 
 
 def parse_control(spec: str, cmdline: str) -> Control:

@@ -105,6 +105,8 @@ class Notice:
 
 @dataclass
 class Reaction:
+    """What one step of the session asks of the connection around it."""
+
     send: list[str] = field(default_factory=list)
     events: list[tuple[Executor, float]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)

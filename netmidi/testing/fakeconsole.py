@@ -21,7 +21,6 @@ from typing import Any
 from autobahn.twisted import websocket as _websocket
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
 
 from netmidi.codec.maweb import BUTTON_VIEW, DOT2, FADER_VIEW, GMA2, password_hash
 
@@ -81,8 +80,6 @@ class FakeConsoleProtocol(websocket.WebSocketServerProtocol):  # type: ignore[mi
 
 class FakeConsole:
     """The console: model, sessions, recorded requests and error knobs (plain attributes)."""
-
-    log = Logger()
 
     def __init__(
         self,
@@ -155,13 +152,14 @@ class FakeConsole:
             if session.expiry is not None and session.expiry.active():
                 session.expiry.cancel()
         self.sessions.clear()
-        waits: list[Deferred[Any]] = [self._drop_all()]
+        waits: list[Deferred[Any]] = [self.drop_all()]
         if self._port is not None:
             port, self._port = self._port, None
             waits.append(maybeDeferred(port.stopListening))
         return DeferredList(waits).addCallback(lambda _: None)
 
-    def _drop_all(self) -> Deferred[None]:
+    def drop_all(self) -> Deferred[None]:
+        """An abrupt close of every connection (sessions stay until they expire)."""
         waits = []
         for connection in list(self.connections):
             lost: Deferred[None] = Deferred()
@@ -172,16 +170,8 @@ class FakeConsole:
             return succeed(None)
         return DeferredList(waits).addCallback(lambda _: None)
 
-    def drop_all(self) -> Deferred[None]:
-        """An abrupt close of every connection (sessions stay until they expire)."""
-        return self._drop_all()
-
     def restart(self, down_for: float = 0.1) -> Deferred[int]:
         """A console restart: connections gone, sessions and faders reset, back after a while."""
-        for session in self.sessions.values():
-            if session.expiry is not None and session.expiry.active():
-                session.expiry.cancel()
-        self.sessions.clear()
         self._counter = 0
         for executor in self.executors.values():
             executor.fader, executor.running = 0.0, False
@@ -366,7 +356,9 @@ class FakeConsole:
 
     def _login(self, connection: FakeConsoleProtocol, session: FakeSession, message: JSON) -> None:
         user, hashed = message.get("username"), message.get("password")
-        if self.app_type == DOT2:
+        if not isinstance(user, str) or not isinstance(hashed, str):
+            ok = False
+        elif self.app_type == DOT2:
             ok = user == "remote" and hashed == password_hash(self.password)
         else:
             ok = user in self.users and hashed == password_hash(self.users[user])
@@ -406,13 +398,19 @@ class FakeConsole:
             self._reply(connection, {"realtime": False, "responseType": "playbacks_userInput"})
 
     def _playbacks(self, connection: FakeConsoleProtocol, message: JSON) -> None:
+        page_index, view = message.get("pageIndex"), message.get("view")
         try:
-            page_index = int(message["pageIndex"])
-            view = int(message["view"])
             groups = list(
                 zip(message["startIndex"], message["itemsCount"], message["itemsType"], strict=True)
             )
         except (KeyError, TypeError, ValueError):
+            groups = []
+        if (
+            not groups
+            or not isinstance(page_index, int)
+            or view not in (FADER_VIEW, BUTTON_VIEW)
+            or not all(_valid_group(*group) for group in groups)
+        ):
             self.rejected.append(message)
             return
         per_block = 5 if self.app_type == GMA2 else 1
@@ -482,6 +480,17 @@ class FakeConsole:
             value = executor.fader if executor is not None and assigned else 0.0
             block["fader"] = {"v": round(value, 3), "min": 0.0, "max": 1.0 if assigned else 0.0}
         return block
+
+
+def _valid_group(start: object, count: object, items_type: object) -> bool:
+    """One startIndex/itemsCount/itemsType triple that a console could answer."""
+    return (
+        type(start) is int
+        and type(count) is int
+        and 0 <= start < 1000
+        and 0 < count <= 1000
+        and items_type in (FADER_VIEW, BUTTON_VIEW)
+    )
 
 
 def _request_type(message: JSON) -> str | None:
