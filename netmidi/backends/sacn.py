@@ -1,8 +1,9 @@
 """sACN (ANSI E1.31) backend: universes as instances, slots as channels.
 
 This module only translates between sockets and the pure parts: :mod:`netmidi.codec.e131`
-(packets), :mod:`netmidi.sacn.merge` (what a universe looks like after merging its sources) and
-:mod:`netmidi.sacn.schedule` (when a universe sends). sACN-to-sACN routes are claimed from the
+(packets), :mod:`netmidi.sacn.merge` (what a universe looks like after merging its sources),
+:mod:`netmidi.sacn.schedule` (when a universe sends) and :mod:`netmidi.sacn.sources` (who
+announces which universes). sACN-to-sACN routes are claimed from the
 router and copied as slot vectors, so a whole changing universe costs a few numpy operations per
 packet instead of 512 events; routes to and from other protocols use the per-event path.
 
