@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -70,6 +71,9 @@ class NetmidiService(MultiService):
             except Exception as error:
                 self._abandon_start(backend, error, started)
             started.append(backend)
+        # The show's objects live until exit: keep them out of the collector's full passes,
+        # which otherwise stall a large rig (300 universes: ~200 ms pauses).
+        gc.freeze()
         # Said once the reactor runs: from then on SIGTERM/SIGINT give a clean stop.
         self.reactor.callLater(0, self._announce_running)
 
