@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from netmidi.backend import Event, Instance, Reactor
+from netmidi.backend import Backend, Event, Instance, Reactor
 from netmidi.show import Show
 
 # How many times an event may pass through echoing instances (loopback) before it is cut:
@@ -62,9 +63,37 @@ class NetmidiService(MultiService):
     def startService(self) -> None:
         for warning in self.show.warnings:
             self.log.warn("{warning}", warning=warning)
-        super().startService()  # type: ignore[no-untyped-call]
+        Service.startService(self)
+        started: list[Backend] = []
+        for backend in self.show.backends.values():
+            try:
+                backend.startService()  # type: ignore[no-untyped-call]
+            except Exception as error:
+                self._abandon_start(backend, error, started)
+            started.append(backend)
+        # The show's objects live until exit: keep them out of the collector's full passes,
+        # which otherwise stall a large rig (300 universes: ~200 ms pauses).
+        gc.freeze()
         # Said once the reactor runs: from then on SIGTERM/SIGINT give a clean stop.
         self.reactor.callLater(0, self._announce_running)
+
+    def _abandon_start(
+        self, backend: Backend, error: Exception, started: list[Backend]
+    ) -> NoReturn:
+        """A backend that cannot start (port taken, required device missing) ends the daemon.
+
+        One line says why, the backends already started are stopped, and twistd exits with
+        status 1, before the reactor runs, so a broken rig is noticed at once.
+        """
+        self.log.critical(
+            "{backend}: cannot start: {error}; netmidi exits",
+            backend=backend.name,
+            error=str(error) or type(error).__name__,
+        )
+        for other in reversed(started):
+            other.stopService()  # type: ignore[no-untyped-call]
+        self.running = False
+        raise SystemExit(1)
 
     def _announce_running(self) -> None:
         self.log.info(

@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from netmidi.testing.daemon import TWISTD, DaemonProcess, daemon_environment, start_daemon
 from tests.showfiles import write_show
@@ -166,3 +166,33 @@ class DaemonTests(TestCase):
             cwd=self.directory,
         )
         self.assertEqual(code, 0, err)
+
+
+class StartFailureTests(TestCase):
+    timeout = 60
+
+    @inlineCallbacks
+    def test_backend_that_cannot_start_gives_one_line_and_status_1(self):  # type: ignore[no-untyped-def]
+        """A required MIDI port that is missing: a clear line, no traceback, exit status 1."""
+        try:
+            import rtmidi  # noqa: F401
+        except ImportError:
+            raise SkipTest("python-rtmidi is not installed") from None
+        directory = os.path.abspath(self.mktemp())
+        write_show(
+            directory,
+            """
+            instances:
+              keys: {backend: midi, read: "No Such Port", required: true}
+            """,
+        )
+        daemon = start_daemon(reactor, "-c", "show.yaml", cwd=directory)
+        self.addCleanup(daemon.ensure_stopped)
+        code = yield daemon.exit_code
+        self.assertEqual(code, 1, daemon.output)
+        self.assertNotIn("Traceback", daemon.output)
+        self.assertIn(
+            "midi: cannot start: required MIDI ports missing: keys input 'No Such Port';"
+            " netmidi exits",
+            daemon.output,
+        )

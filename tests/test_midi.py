@@ -22,6 +22,7 @@ try:
         MidiInstance,
         MidiPortMissing,
         _Poller,
+        compiled_apis,
         match_port,
     )
 except ImportError as error:
@@ -91,6 +92,8 @@ class PortMatchTests(SynchronousTestCase):
         self.assertEqual(match_port("nano", names), 1)
         self.assertEqual(match_port("peer:src", names), 2)
         self.assertEqual(match_port("Kontrol", names), None)
+        self.assertEqual(match_port("20:0", names), 1)  # an ALSA address, as in MIDIMonster
+        self.assertEqual(match_port("20:1", names), None)
 
 
 class BackendTests(SynchronousTestCase):
@@ -223,23 +226,54 @@ class BackendTests(SynchronousTestCase):
         instance.send([(instance.parse_channel("ch0.aftertouch"), Value.from_raw(9, 7))])
         self.assertEqual(self.api.sent["netmidi show"], [b"\xd0\x09"])
 
-    def test_api_failure_retried(self) -> None:
+    def test_api_failure_retried_less_and_less_often(self) -> None:
         self.api.fail = RuntimeError("no JACK server")
         backend, instance, lines = self.start(read="nano")
-        backend.reactor.advance(1.0)
+        for _ in range(10):
+            backend.reactor.advance(1.0)
         failures = [line for line in lines if "cannot use the MIDI API" in line]
         self.assertEqual(len(failures), 1)
         self.assertIn("no JACK server", failures[0])
+        self.assertEqual(self.api.attempts, 4)  # at 0, 1, 3 and 7 s
         self.api.fail = None
-        backend.reactor.advance(1.0)
+        for _ in range(5):
+            backend.reactor.advance(1.0)
         self.assertIn("midi: the MIDI API default works now", lines)
         self.assertEqual(len(self.api.open_inputs), 1)
+
+    def test_listing_failure_backs_off(self) -> None:
+        backend, instance, lines = self.start(read="nano")
+        self.api.fail = RuntimeError("JACK server not running?")
+        listings = self.api.listings
+        for _ in range(10):
+            backend.reactor.advance(1.0)
+        self.assertEqual(self.api.listings - listings, 4)  # at 1, 2, 4 and 8 s
+        failures = [line for line in lines if "cannot use the MIDI API" in line]
+        self.assertEqual(len(failures), 1)
+        self.assertIn("JACK server not running?", failures[0])
+        self.api.fail = None
+        self.api.unplug("nanoKONTROL2 in")
+        for _ in range(10):
+            backend.reactor.advance(1.0)
+        self.assertIn("midi: the MIDI API default works now", lines)
+        self.assertIsNone(instance.endpoints[0].port)
 
     def test_list_option(self) -> None:
         backend, lines = make_backend(self.api, {"dev": {"read": "0"}}, list=True)
         backend.startService()
         self.addCleanup(backend.stopService)
         self.assertIn("midi input port 1: nanoKONTROL2 in", lines)
+        self.assertIn("midi output port 0: synth out", lines)
+        backend.reactor.advance(1.0)
+        self.assertEqual(lines.count("midi output port 0: synth out"), 1)
+
+    def test_list_when_the_api_comes(self) -> None:
+        self.api.fail = RuntimeError("no JACK server")
+        backend, lines = make_backend(self.api, {"dev": {"read": "0"}}, list=True)
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        self.api.fail = None
+        backend.reactor.advance(1.0)
         self.assertIn("midi output port 0: synth out", lines)
 
     def test_stop_closes_everything(self) -> None:
@@ -263,6 +297,33 @@ class BackendTests(SynchronousTestCase):
             [
                 "instance a: give read or source, not both",
                 "instance b: expected read, write or virtual",
+            ],
+        )
+
+    def test_check_api_built_in(self) -> None:
+        missing = [api for api in ("coremidi", "windows", "alsa") if api not in compiled_apis()]
+        if not missing:
+            raise SkipTest("every API is built into python-rtmidi here")
+        parsed, _ = parse_options(MidiBackend.all_global_options(), {"api": missing[0]})
+        backend = MidiBackend(ThreadClock(), parsed)
+        expected = ", ".join(["default", *compiled_apis()])
+        self.assertEqual(
+            backend.check(),
+            [f"api: got {missing[0]}, expected one built into python-rtmidi here: {expected}"],
+        )
+
+    def test_detect_logs_specs_to_paste(self) -> None:
+        backend, lines = make_backend(self.api, {"dev": {"read": "nano"}}, detect="on")
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        self.api.play("nanoKONTROL2 in", [[0x91, 60, 127], [0xE2, 0, 0x40]])
+        backend.reactor.run_threads()
+        detected = [line for line in lines if line.startswith("detect:")]
+        self.assertEqual(
+            detected,
+            [
+                "detect: dev.ch1.note60 = 1.000000 (127/127)",
+                "detect: dev.ch2.pitch = 0.500031 (8192/16383)",
             ],
         )
 

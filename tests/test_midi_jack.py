@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from netmidi.backend import Event, Instance
 from netmidi.options import parse_options
-from netmidi.testing.daemon import start_daemon
+from netmidi.testing.daemon import DaemonProcess, start_daemon
 from netmidi.testing.jack import JackDummy, JackPeer, JackUnavailable
 from netmidi.values import Value
 from tests.showfiles import write_show
@@ -162,6 +164,7 @@ class JackTests(JackCase):
         await wait_for(lambda: instance.endpoints[0].port is None)
         self.peer.replug()
         await wait_for(lambda: instance.endpoints[0].port is not None)
+        await deferLater(reactor, 0.3, lambda: None)  # JACK makes the connection
         self.peer.send([0x90, 2, 2])
         await wait_for(lambda: len(received) == 2)
         self.assertEqual(str(received[1][0]), "ch0.note2")
@@ -197,37 +200,88 @@ map:
 """
 
 
-class DaemonTests(JackCase):
-    """``twistd netmidi`` routing midi -> loopback -> midi between a peer's two JACK ports."""
+class DaemonCase(JackCase):
+    """``twistd netmidi`` between the peer's two JACK ports."""
 
     timeout = 60
 
-    async def test_route_through_the_daemon(self) -> None:
+    async def run_show(self, show: str) -> DaemonProcess:
+        """Start the daemon on a show whose ``keys`` reads peer-tx and ``synth`` writes peer-rx."""
         directory = os.path.abspath(self.mktemp())
-        write_show(directory, THROUGH_THE_DAEMON)
+        write_show(directory, show)
         daemon = start_daemon(reactor, "-c", "show.yaml", cwd=directory)
         self.addCleanup(daemon.ensure_stopped)
         await daemon.wait_for(reactor, "midi keys: input port peer-tx:midi open")
         await daemon.wait_for(reactor, "midi synth: output port peer-rx:midi open")
         await daemon.wait_for(reactor, "netmidi running")
         await deferLater(reactor, 0.3, lambda: None)
+        return daemon
 
+    async def note_and_pitch(self) -> None:
+        """keys.ch0.note60 arrives as synth.ch1.cc60, keys.ch0.pitch as synth.ch2.nrpn900."""
         self.peer.send([0x90, 60, 100])
         self.assertEqual(await self.arrived(1), [[0xB1, 60, 100]])
         self.peer.received.clear()
-        self.peer.send([0x80, 60, 64])
-        self.assertEqual(await self.arrived(1), [[0xB1, 60, 0]])
-        self.peer.received.clear()
-        # 14 bits in, 14 bits out, through a loopback channel: exact.
+        # 14 bits in, 14 bits out: exact.
         self.peer.send([0xE0, 0x01, 0x40])
         self.assertEqual(
             await self.arrived(4), [[0xB2, 99, 7], [0xB2, 98, 4], [0xB2, 6, 0x40], [0xB2, 38, 1]]
         )
         self.peer.received.clear()
-        for message in ([0xB3, 99, 0], [0xB3, 98, 5], [0xB3, 6, 0x7F], [0xB3, 38, 0x7E]):
-            self.peer.send(message)
-        self.assertEqual(await self.arrived(1), [[0xE4, 0x7E, 0x7F]])
 
+    async def stop(self, daemon: DaemonProcess) -> None:
         code = await daemon.stop(signal.SIGTERM)
         self.assertEqual(code, 0)
         self.assertNotIn("Traceback", daemon.output)
+
+
+class DaemonTests(DaemonCase):
+    """midi -> loopback -> midi."""
+
+    async def test_route_through_the_daemon(self) -> None:
+        daemon = await self.run_show(THROUGH_THE_DAEMON)
+        await self.note_and_pitch()
+        self.peer.send([0x80, 60, 64])
+        self.assertEqual(await self.arrived(1), [[0xB1, 60, 0]])
+        self.peer.received.clear()
+        for message in ([0xB3, 99, 0], [0xB3, 98, 5], [0xB3, 6, 0x7F], [0xB3, 38, 0x7E]):
+            self.peer.send(message)
+        self.assertEqual(await self.arrived(1), [[0xE4, 0x7E, 0x7F]])
+        await self.stop(daemon)
+
+
+THROUGH_RTPMIDI = """
+backends:
+  midi: {{api: jack, rescan: 0.2}}
+instances:
+  keys: {{backend: midi, read: peer-tx}}
+  wire-out: {{backend: rtpmidi, mode: direct, bind: "127.0.0.1 0", peer: "127.0.0.1 {port}"}}
+  wire-in: {{backend: rtpmidi, mode: direct, bind: "127.0.0.1 {port}"}}
+  synth: {{backend: midi, write: peer-rx, epn-tx: short}}
+map:
+  - keys.ch0.note{{0..127}} > wire-out.ch0.note{{0..127}}
+  - keys.ch0.pitch > wire-out.ch5.pitch
+  - wire-in.ch0.note{{0..127}} > synth.ch1.cc{{0..127}}
+  - wire-in.ch5.pitch > synth.ch2.nrpn900
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RtpMidiDaemonTests(DaemonCase):
+    """midi -> rtpmidi (direct mode, over 127.0.0.1) -> rtpmidi -> midi, in one daemon."""
+
+    def setUp(self) -> None:
+        if importlib.util.find_spec("netmidi.backends.rtpmidi") is None:
+            raise SkipTest("the rtpmidi backend is not in this tree")
+        super().setUp()
+
+    async def test_route_over_rtpmidi(self) -> None:
+        daemon = await self.run_show(THROUGH_RTPMIDI.format(port=free_udp_port()))
+        await self.note_and_pitch()
+        await self.stop(daemon)

@@ -113,6 +113,12 @@ class OptionTests(SynchronousTestCase):
 
     def test_instance_options(self) -> None:
         table = SacnBackend.instance_options
+        parsed, errors = parse_options(
+            table, {"universe": 1, "destination": ["::1", "10.0.0.1 6000"]}
+        )
+        self.assertEqual([str(d) for d in parsed["destination"]], ["[::1]:5568", "10.0.0.1:6000"])
+        _, errors = parse_options(table, {"universe": 1, "destination": "node.local"})
+        self.assertIn("IPv4 or IPv6 address", errors["destination"])
         _, errors = parse_options(table, {"universe": 64000})
         self.assertIn("1-63999", errors["universe"])
         _, errors = parse_options(table, {"universe": 1, "priority": 201, "merge": "avg"})
@@ -277,6 +283,22 @@ class ClockTests(SynchronousTestCase):
         self.assertLessEqual(len(to_unicast), 3)  # capped at 44 Hz
         self.assertEqual(self.data_sent("239.255.0.4"), [])
 
+    def test_synchronised_input(self) -> None:
+        backend = self.backend({"a": {"universe": 1, "sync": 50}, "b": {"universe": 2}})
+        _, sink_a = listen(backend, "a", 1)
+        _, sink_b = listen(backend, "b", 1)
+        backend.startService()
+        source = ("10.0.0.9", 5568)
+        backend.received(e131.encode_sync(PEER, 0, 50), source)
+        backend.received(e131.encode_data(PEER, "p", 1, 0, b"\x01", sync_address=50), source)
+        backend.received(e131.encode_data(PEER, "p", 2, 0, b"\x02", sync_address=50), source)
+        self.assertEqual((sink_a.events, sink_b.events), ([], []))  # held
+        backend.received(e131.encode_sync(PEER, 1, 50), source)
+        self.assertEqual(sink_a.events, [("a", [(1, Value.from_raw(1, 8))])])
+        self.assertEqual(sink_b.events, [("b", [(1, Value.from_raw(2, 8))])])
+        backend.received(e131.encode_sync(PEER, 1, 50), source)  # a repeat: out of sequence
+        self.assertEqual(dict(backend.bad.counts), {"sync out of sequence": 1})
+
     def test_loss_is_reported(self) -> None:
         backend = self.backend({"in": {"universe": 1}})
         listen(backend, "in", 1)
@@ -287,6 +309,16 @@ class ClockTests(SynchronousTestCase):
             self.clock.advance(10.0)
         lines = [formatEvent(e) for e in events]
         self.assertIn("sacn: 4 packets lost on the way in", "\n".join(lines))
+
+    def test_verbose_detect_reports_universes(self) -> None:
+        backend = self.backend({"in": {"universe": 1}}, detect="verbose")
+        backend.startService()
+        with capturedLogs() as events:
+            for n in range(52):
+                backend.received(e131.encode_data(PEER, "desk", 1, n, b"\x01"), ("h", 5568))
+                self.clock.advance(0.2)
+        text = "\n".join(formatEvent(e) for e in events)
+        self.assertIn("in (universe 1): 5.0 packets/s from 'desk'; 0 lost, 0 duplicates", text)
 
     def test_detect_watches_every_slot(self) -> None:
         backend = self.backend({"in": {"universe": 1}}, detect="on")

@@ -78,6 +78,12 @@ class DaemonTests(TestCase):
         self.assertEqual(sorted(p.universe for p in ends), [2, 2, 2, 3, 3, 3])
         self.assertNotIn("Traceback", daemon.output)
 
+
+class ShowFileErrorTests(TestCase):
+    """Errors are found before any socket opens: no lab needed."""
+
+    timeout = 60
+
     @inlineCallbacks
     def test_wide_and_single_conflict_is_a_show_file_error(self) -> Any:
         directory = tempfile.mkdtemp()

@@ -56,25 +56,47 @@ class PypiSacnTests(TestCase):
         instance, sink = listen(backend, "in", 1, 2, 3, 4)
         backend.startService()
         self.addCleanup(backend.stopService)
-        sender = pypi_sacn.sACNsender(
-            bind_address="127.0.0.1", bind_port=0, source_name="pypi peer", fps=40,
-            universeDiscovery=False,
-        )  # fmt: skip
-        sender.start()
-        self.addCleanup(sender.stop)
-        sender.activate_output(21)
-        sender[21].multicast = True
-        sender[21].ttl = 1
-        sender[21].dmx_data = (1, 2, 3, 4)
+        sender = self.pypi_sender(21, 100, (1, 2, 3, 4))
         yield sleep(0.5)
         self.assertEqual(instance.merger.levels[:5].tolist(), [1, 2, 3, 4, 0])
         [source] = instance.merger.sources.values()
-        self.assertEqual(source.name, "pypi peer")
+        self.assertEqual(source.name, "pypi 100")
         sender.deactivate_output(21)  # 3 Stream_Terminated packets
         yield sleep(0.5)
         self.assertEqual(instance.merger.sources, {})
         self.assertEqual(instance.merger.levels[:4].tolist(), [0, 0, 0, 0])
         self.assertEqual(sink.events[-1][1][0], (1, Value.from_raw(0, 8)))
+
+    def pypi_sender(self, universe: int, priority: int, levels: tuple[int, ...]) -> Any:
+        sender = pypi_sacn.sACNsender(
+            bind_address="127.0.0.1", bind_port=0, source_name=f"pypi {priority}", fps=40,
+            universeDiscovery=False,
+        )  # fmt: skip
+        sender.start()
+        self.addCleanup(sender.stop)
+        sender.activate_output(universe)
+        sender[universe].multicast = True
+        sender[universe].ttl = 1
+        sender[universe].priority = priority
+        sender[universe].dmx_data = levels
+        return sender
+
+    @inlineCallbacks
+    def test_merge_two_pypi_sources(self) -> Any:
+        """Two real sources on one universe: HTP at equal priority, then the higher one wins."""
+        backend = make_backend({"in": {"universe": 23}})
+        instance, _ = listen(backend, "in", 1, 2, 3)
+        backend.startService()
+        self.addCleanup(backend.stopService)
+        self.pypi_sender(23, 100, (100, 0, 50))
+        second = self.pypi_sender(23, 100, (0, 200, 60))
+        yield sleep(0.6)
+        self.assertEqual(instance.merger.levels[:3].tolist(), [100, 200, 60])
+        second[23].priority = 150
+        second[23].dmx_data = (1, 2, 3)
+        yield sleep(1.3)  # it sends the new priority with the next change or keep-alive
+        self.assertEqual(instance.merger.levels[:3].tolist(), [1, 2, 3])
+        self.assertEqual(backend.bad.total, 0)
 
     @inlineCallbacks
     def test_send_to_pypi_sacn(self) -> Any:

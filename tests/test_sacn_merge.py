@@ -7,7 +7,14 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from netmidi.codec import e131
-from netmidi.sacn.merge import LOSS_TIMEOUT, Rejected, UniverseMerger, sequence_step
+from netmidi.sacn.merge import (
+    LOSS_TIMEOUT,
+    MAX_SYNC_STREAMS,
+    Rejected,
+    SyncState,
+    UniverseMerger,
+    sequence_step,
+)
 
 A = b"A" * 16
 B = b"B" * 16
@@ -222,6 +229,14 @@ class SyncTests(SynchronousTestCase):
         self.assertTrue(merger.expire(2.6))
         self.assertEqual(head(merger, 1), [5])
         self.assertTrue(merger.data(packet(A, 2, [6], sync=7), 2.7))  # unsynchronised now
+
+    def test_sync_streams_bounded(self) -> None:
+        state = SyncState()
+        for n in range(MAX_SYNC_STREAMS):
+            state.packet(e131.SyncPacket(n.to_bytes(16, "big"), 0, 7), 0.0)
+        self.assertRaises(Rejected, state.packet, e131.SyncPacket(b"z" * 16, 0, 7), 0.0)
+        state.expire(LOSS_TIMEOUT + 0.1)
+        state.packet(e131.SyncPacket(b"z" * 16, 0, 7), LOSS_TIMEOUT + 0.1)  # room again
 
     def test_force_sync_keeps_holding(self) -> None:
         merger = UniverseMerger()

@@ -2,15 +2,17 @@
 
 The MIDI API is reached through a small port factory (:class:`MidiApi`), python-rtmidi's in
 :class:`RtMidiApi` and a fake one in :mod:`netmidi.testing.midi`, so everything above it is tested
-without sound hardware. python-rtmidi calls back on its own thread: the callback only appends to a
-queue and wakes the reactor once, and the reactor drains the queue in one batch per turn, so no
-message is lost or reordered and the router sees one batch per turn. Output is written at once.
-Ports are found by index or name prefix; a port that is missing or unplugged is looked for again
-every ``rescan`` seconds and reopened when it comes back.
+without sound hardware. Input arrives on a thread that is not the reactor's: python-rtmidi's
+callback thread, or for JACK a poll thread of ours (see :data:`JACK_POLL`). That thread only
+appends to a queue and wakes the reactor once; the reactor drains the queue in one batch per
+turn, so no message is lost or reordered and the router sees one batch per turn. Output is
+written at once. Ports are found by index or name prefix; a port that is missing or unplugged is
+looked for again every ``rescan`` seconds and reopened when it comes back.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -48,6 +50,9 @@ APIS = {
     "coremidi": rtmidi.API_MACOSX_CORE,
     "windows": rtmidi.API_WINDOWS_MM,
 }
+
+API_RETRY_MAX = 30.0
+"""Longest wait, in seconds, between attempts to use a MIDI API that failed."""
 
 # Messages held between rtmidi's thread and the reactor; beyond this the reactor is stalled and
 # input is dropped (and counted) rather than growing memory without bound.
@@ -145,7 +150,7 @@ class _Poller:
             self._thread = None
 
 
-class _RtInput:
+class _RtPort:
     """An open rtmidi port; closing it also takes it off its API's list of open ports."""
 
     def __init__(self, port: Any, open_ports: list[Any], poller: _Poller | None = None) -> None:
@@ -164,7 +169,7 @@ class _RtInput:
         self._port.delete()
 
 
-class _RtOutput(_RtInput):
+class _RtOutput(_RtPort):
     def __init__(self, port: Any, open_ports: list[Any]) -> None:
         super().__init__(port, open_ports)
         self.send = port.send_message
@@ -222,7 +227,7 @@ class RtMidiApi:
         if self._poller is not None:
             self._poller.add(port, deliver)
         self._drop_scanner(rtmidi.MidiIn)
-        return _RtInput(port, self._open[rtmidi.MidiIn], self._poller)
+        return _RtPort(port, self._open[rtmidi.MidiIn], self._poller)
 
     def open_output(self, index: int | None, name: str) -> MidiOutputPort:
         port = rtmidi.MidiOut(self._api, self._client)
@@ -254,14 +259,31 @@ class RtMidiApi:
         self._scanners.clear()
 
 
+def compiled_apis() -> list[str]:
+    """The ``api`` values this python-rtmidi can use."""
+    compiled = rtmidi.get_compiled_api()
+    return [name for name, api in APIS.items() if api in compiled and name != "default"]
+
+
+_ALSA_ADDRESS = re.compile(r"\d+:\d+")
+
+
 def match_port(spec: str, names: Sequence[str]) -> int | None:
-    """The port a ``read``/``write`` value names: an index, else the first name with that prefix."""
+    """The port a ``read``/``write`` value names: an index, else the first name with that prefix.
+
+    An ALSA ``client:port`` address (``20:0``, as MIDIMonster's midi backend took) matches the
+    port whose name ends with it, as python-rtmidi names ALSA ports.
+    """
     if spec.isdigit():
         index = int(spec)
         return index if index < len(names) else None
     for index, name in enumerate(names):
         if name.startswith(spec):
             return index
+    if _ALSA_ADDRESS.fullmatch(spec):
+        for index, name in enumerate(names):
+            if name.endswith(f" {spec}"):
+                return index
     return None
 
 
@@ -422,7 +444,7 @@ class MidiBackend(Backend):
     name = "midi"
     global_options = {
         "list": Option(
-            flag, False, "log every MIDI input and output port (index and name) at start"
+            flag, False, "log every MIDI input and output port (index and name) once, at start"
         ),
         "api": Option(
             choice(*APIS),
@@ -455,8 +477,9 @@ class MidiBackend(Backend):
         super().__init__(reactor, options)
         self._api_factory = api_factory
         self._api: MidiApi | None = None
-        self._api_failure_logged = False
-        self._scan_failure_logged = False
+        self._listed = False
+        self._retry_delay = 0.0  # 0 while the MIDI API works or was not tried yet
+        self._retry_at = 0.0
         self._poll: LoopingCall | None = None
         self.instances: dict[str, MidiInstance] = {}  # type: ignore[assignment]
 
@@ -465,6 +488,12 @@ class MidiBackend(Backend):
 
     def check(self) -> list[str]:
         errors = []
+        api = self.options.get("api", "default")
+        if self._api_factory is RtMidiApi and api != "default" and api not in compiled_apis():
+            errors.append(
+                f"api: got {api}, expected one built into python-rtmidi here: "
+                + ", ".join(["default", *compiled_apis()])
+            )
         for name, instance in self.instances.items():
             options = instance.options
             for option, alias in (("read", "source"), ("write", "target")):
@@ -476,7 +505,7 @@ class MidiBackend(Backend):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._rescan(starting=True)
+        self._rescan()
         missing = [
             f"{instance.name} {endpoint.direction} {endpoint.spec!r}"
             for instance in self.instances.values()
@@ -509,39 +538,45 @@ class MidiBackend(Backend):
         d: Deferred[None] = super().stopService()  # type: ignore[no-untyped-call]
         return d
 
-    def _open_api(self) -> MidiApi | None:
+    def _scan(self) -> dict[str, list[str]] | None:
+        """The input and output port names, or None while the MIDI API does not work.
+
+        Opening or listing fails without ALSA's /dev/snd/seq or while a JACK server is down; that
+        is logged once and tried again less and less often (up to ``API_RETRY_MAX``), because the
+        libraries print a complaint of their own on every attempt.
+        """
+        now = self.reactor.seconds()
+        if now < self._retry_at:
+            return None
         api_name = self.options["api"]
         try:
-            self._api = self._api_factory(api_name, self.options["name"])
+            if self._api is None:
+                self._api = self._api_factory(api_name, self.options["name"])
+            ports = {"input": self._api.input_ports(), "output": self._api.output_ports()}
         except Exception as error:
-            if not self._api_failure_logged:
-                self._api_failure_logged = True
+            if self._retry_delay == 0.0:
                 self.log.error(
-                    "midi: cannot use the MIDI API {api}: {error}; trying again every {rescan} s",
+                    "midi: cannot use the MIDI API {api}: {error}; trying again later",
                     api=api_name,
                     error=error,
-                    rescan=self.options["rescan"],
                 )
+            rescan = self.options["rescan"]
+            self._retry_delay = min(max(rescan, self._retry_delay * 2), API_RETRY_MAX)
+            self._retry_at = now + self._retry_delay - rescan / 2
             return None
-        if self._api_failure_logged:
+        if self._retry_delay:
             self.log.info("midi: the MIDI API {api} works now", api=api_name)
-            self._api_failure_logged = False
-        return self._api
+            self._retry_delay = 0.0
+        return ports
 
-    def _rescan(self, starting: bool = False) -> None:
+    def _rescan(self) -> None:
         """Open what is missing, close what disappeared; run at start and every ``rescan`` s."""
-        api = self._api or self._open_api()
-        if api is None:
+        ports = self._scan()
+        api = self._api
+        if ports is None or api is None:
             return
-        try:
-            ports = {"input": api.input_ports(), "output": api.output_ports()}
-        except Exception as error:
-            if not self._scan_failure_logged:
-                self._scan_failure_logged = True
-                self.log.error("midi: listing the MIDI ports failed: {error}", error=error)
-            return
-        self._scan_failure_logged = False
-        if starting and self.options["list"]:
+        if self.options["list"] and not self._listed:
+            self._listed = True  # at start, or when the MIDI API first works
             for direction, names in ports.items():
                 for index, name in enumerate(names):
                     self.log.info(

@@ -1,8 +1,9 @@
 """sACN (ANSI E1.31) backend: universes as instances, slots as channels.
 
 This module only translates between sockets and the pure parts: :mod:`netmidi.codec.e131`
-(packets), :mod:`netmidi.sacn.merge` (what a universe looks like after merging its sources) and
-:mod:`netmidi.sacn.schedule` (when a universe sends). sACN-to-sACN routes are claimed from the
+(packets), :mod:`netmidi.sacn.merge` (what a universe looks like after merging its sources),
+:mod:`netmidi.sacn.schedule` (when a universe sends) and :mod:`netmidi.sacn.sources` (who
+announces which universes). sACN-to-sACN routes are claimed from the
 router and copied as slot vectors, so a whole changing universe costs a few numpy operations per
 packet instead of 512 events; routes to and from other protocols use the per-event path.
 
@@ -48,7 +49,7 @@ from netmidi.options import (
     text,
     uuid_value,
 )
-from netmidi.sacn.merge import MERGES, Levels, Rejected, UniverseMerger
+from netmidi.sacn.merge import MERGES, Levels, Rejected, SyncState, UniverseMerger
 from netmidi.sacn.schedule import PERIOD, SendSchedule
 from netmidi.sacn.sources import Refused, SourceList
 from netmidi.values import Value
@@ -98,6 +99,12 @@ def bind_descriptor(value: Any) -> Bind:
     if ":" in host:
         raise OptionError(f"got {describe(value)}, expected an IPv4 address (ipv6: on adds IPv6)")
     return Bind(host, port, local)
+
+
+def unicast_destination(value: Any) -> HostPort:
+    """``address [port]`` with an IP address, not a name: a name would be resolved per packet."""
+    destination = host_port(e131.PORT)(value)
+    return HostPort(ip_address(destination.host), destination.port)
 
 
 def _host_id() -> str:
@@ -188,6 +195,7 @@ class SacnInstance(Instance):
             options["merge"],
             options["preview"],
             frozenset(cid.bytes for cid in options["from"]),
+            backend.sync_state,
         )
         self.copies: list[_Copy] = []
         self.watch: npt.NDArray[np.bool_] | None = None
@@ -326,7 +334,7 @@ class SacnBackend(Backend):
         "universe": Option(integer(e131.UNIVERSE_MIN, e131.UNIVERSE_MAX), None, "", True),
         "interface": Option(integer(0, 255), 0, "index of the bind descriptor to use"),
         "priority": Option(integer(0, e131.PRIORITY_MAX), None, "send priority; enables output"),
-        "destination": Option(listof(host_port(e131.PORT)), [], "unicast destinations"),
+        "destination": Option(listof(unicast_destination), [], "unicast destinations"),
         "from": Option(listof(uuid_value), [], "accept only these source CIDs"),
         "unicast": Option(flag, False, "no multicast: neither join nor send to the group"),
         "realtime": Option(flag, False, "send every change, without the 44 Hz cap"),
@@ -348,7 +356,8 @@ class SacnBackend(Backend):
         self.send_errors = 0
         self.packets_received = 0
         self._loss_logged = 0
-        self._loss_logged_at = float("-inf")
+        self._loss_logged_at = 0.0  # set again at start
+        self._reported: dict[SacnInstance, int] = {}
         self.packets_sent = 0
         self._last_send_error = float("-inf")
         self._inputs: dict[int, list[SacnInstance]] = {}
@@ -361,6 +370,7 @@ class SacnBackend(Backend):
         self._due: list[tuple[float, int, SacnInstance]] = []
         self._timer: DelayedCall | None = None
         self.source_list = SourceList()
+        self.sync_state = SyncState()  # shared by every universe's merger
         # per bind descriptor: IPv4 and IPv6 send sockets, one per interface
         self._senders: list[tuple[list[socket.socket], list[socket.socket]]] = []
 
@@ -373,12 +383,13 @@ class SacnBackend(Backend):
             try:
                 resolve_interface(spec)
             except OptionError as error:
-                errors.append(f"sacn interface: {error}")
+                errors.append(f"interface: {error}")
         for instance in self._instances():
-            if instance.options["interface"] >= len(self.binds):
+            index = instance.options["interface"]
+            if index >= len(self.binds):
                 errors.append(
-                    f"{instance.name}: interface {instance.options['interface']} has no "
-                    f"bind descriptor (there are {len(self.binds)})"
+                    f"instance {instance.name!r}: interface {index} names no bind descriptor, "
+                    f"expected 0-{len(self.binds) - 1}"
                 )
         return errors
 
@@ -429,26 +440,26 @@ class SacnBackend(Backend):
                 return
             for instance in receivers:
                 merger = instance.merger
-                if self.detect and packet.cid not in merger.sources:
-                    self._log_source(instance, packet, addr)
-                old = merger.levels
+                old, known = merger.levels, len(merger.sources)
                 try:
                     changed = merger.data(packet, now)
                 except Rejected as error:
                     self._drop(error, addr)
                     continue
+                if self.detect and len(merger.sources) > known:
+                    self._log_source(instance, packet, addr)
                 if changed:
                     self._deliver(instance, old, now)
         elif type(packet) is e131.SyncPacket:
+            try:
+                self.sync_state.packet(packet, now)
+            except Rejected as error:
+                self._drop(error, addr)
+                return
             for receivers in self._inputs.values():
                 for instance in receivers:
                     old = instance.merger.levels
-                    try:
-                        changed = instance.merger.sync(packet, now)
-                    except Rejected as error:
-                        self._drop(error, addr)
-                        return
-                    if changed:
+                    if instance.merger.release(packet.sync_address, now):
                         self._deliver(instance, old, now)
         else:
             assert isinstance(packet, e131.DiscoveryPacket)
@@ -515,8 +526,29 @@ class SacnBackend(Backend):
                 new=lost - self._loss_logged,
                 total=lost,
             )
+        if self.options.get("detect") == "verbose":
+            self._report_universes(now - self._loss_logged_at)
         self._loss_logged = lost
         self._loss_logged_at = now
+
+    def _report_universes(self, interval: float) -> None:
+        """``detect: verbose``: what each received universe got since the last report."""
+        for instance in self._instances():
+            merger = instance.merger
+            if not merger.packets and not merger.sources:
+                continue
+            packets = merger.packets - self._reported.get(instance, 0)
+            self._reported[instance] = merger.packets
+            self.log.info(
+                "detect: {instance} (universe {universe}): {rate:.1f} packets/s from {sources}; "
+                "{lost} lost, {duplicates} duplicates so far",
+                instance=instance.name,
+                universe=instance.universe,
+                rate=packets / interval,
+                sources=", ".join(repr(s.name) for s in merger.sources.values()) or "nobody",
+                lost=merger.lost_packets,
+                duplicates=merger.duplicates,
+            )
 
     # -- sending --------------------------------------------------------------------------
 
@@ -742,6 +774,7 @@ class SacnBackend(Backend):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        self._loss_logged_at = self.reactor.seconds()
         instances = list(self._instances())
         for index, bind in enumerate(self.binds):
             mine = [i for i in instances if i.options["interface"] == index]

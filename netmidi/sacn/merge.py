@@ -43,8 +43,41 @@ ZERO_TIMES: Final = np.zeros(SLOTS)
 ZERO_TIMES.flags.writeable = False
 
 
+MAX_SYNC_STREAMS: Final = 256
+"""Sync packets are tracked per (source, sync address); more streams than this are refused."""
+
+
 class Rejected(Exception):
     """A data or sync packet dropped by the receive rules; the message is ``kind: detail``."""
+
+
+class SyncState:
+    """Which synchronisation addresses are live; one for all the universes of a receiver."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, float] = {}
+        self._sequence: dict[tuple[bytes, int], int] = {}
+
+    def packet(self, packet: SyncPacket, now: float) -> None:
+        """Check and note a sync packet (its own sequence space per source and address)."""
+        key = (packet.cid, packet.sync_address)
+        last = self._sequence.get(key)
+        if last is None and len(self._sequence) >= MAX_SYNC_STREAMS:
+            raise Rejected(f"too many sync streams: more than {MAX_SYNC_STREAMS}")
+        if last is not None and not sequence_step(last, packet.sequence):
+            raise Rejected(f"sync out of sequence: {packet.sequence} after {last}")
+        self._sequence[key] = packet.sequence
+        self.seen[packet.sync_address] = now
+
+    def active(self, address: int, now: float) -> bool:
+        seen = self.seen.get(address)
+        return seen is not None and now - seen <= LOSS_TIMEOUT
+
+    def expire(self, now: float) -> None:
+        for address, seen in list(self.seen.items()):
+            if now - seen > LOSS_TIMEOUT:
+                del self.seen[address]
+                self._sequence = {k: v for k, v in self._sequence.items() if k[1] != address}
 
 
 def sequence_step(last: int, new: int) -> int:
@@ -119,6 +152,7 @@ class UniverseMerger:
         merge: str = "htp",
         accept_preview: bool = False,
         allowed: frozenset[bytes] = frozenset(),
+        sync: SyncState | None = None,
     ) -> None:
         if merge not in MERGES:
             raise ValueError(f"unknown merge {merge!r}")
@@ -127,13 +161,14 @@ class UniverseMerger:
         self.allowed = allowed
         self.sources: dict[bytes, Source] = {}
         self.levels: Levels = ZERO
+        self.packets = 0
         self.lost_packets = 0
         self.duplicates = 0
-        self._sync_seen: dict[int, float] = {}
-        self._sync_sequence: dict[tuple[bytes, int], int] = {}
+        self.sync_state = sync if sync is not None else SyncState()
 
     def data(self, packet: DataPacket, now: float) -> bool:
         """Apply a data packet of this universe; True if the merged levels changed."""
+        self.packets += 1
         cid = packet.cid
         if self.allowed and cid not in self.allowed:
             return False
@@ -177,7 +212,7 @@ class UniverseMerger:
                 source.levels = self.levels = np.frombuffer(packet.slots, np.uint8)
                 return True
             levels = as_levels(packet.slots)
-            if packet.sync_address and self._holds(packet, now):
+            if packet.sync_address and self.sync_state.active(packet.sync_address, now):
                 source.held = (packet.sync_address, levels, len(packet.slots), packet.priority)
                 source.held_force = packet.force_sync
                 return False
@@ -192,14 +227,13 @@ class UniverseMerger:
         return False
 
     def sync(self, packet: SyncPacket, now: float) -> bool:
-        """A sync packet: release what was held for its address; True if the levels changed."""
-        key = (packet.cid, packet.sync_address)
-        last = self._sync_sequence.get(key)
-        if last is not None and not sequence_step(last, packet.sequence):
-            raise Rejected(f"sync out of sequence: {packet.sequence} after {last}")
-        self._sync_sequence[key] = packet.sequence
-        self._sync_seen[packet.sync_address] = now
-        return self._release(lambda address: address == packet.sync_address, now)
+        """A sync packet: note it, release what was held for it; True if the levels changed."""
+        self.sync_state.packet(packet, now)
+        return self.release(packet.sync_address, now)
+
+    def release(self, address: int, now: float) -> bool:
+        """Apply the data held for ``address`` (its sync packet came); True if levels changed."""
+        return self._release(lambda held: held == address, now)
 
     def expire(self, now: float) -> bool:
         """Source, per-address priority and sync loss; True if the merged levels changed."""
@@ -212,18 +246,10 @@ class UniverseMerger:
                 source.pap = None
                 source.update_priority()
                 changed = True
-        for address, seen in list(self._sync_seen.items()):
-            if now - seen > LOSS_TIMEOUT:
-                del self._sync_seen[address]
-                self._sync_sequence = {
-                    k: v for k, v in self._sync_sequence.items() if k[1] != address
-                }
-        released = self._release(lambda address: address not in self._sync_seen, now, False)
+        state = self.sync_state
+        state.expire(now)
+        released = self._release(lambda address: not state.active(address, now), now, False)
         return (self._remerge() if changed else False) or released
-
-    def _holds(self, packet: DataPacket, now: float) -> bool:
-        seen = self._sync_seen.get(packet.sync_address)
-        return seen is not None and now - seen <= LOSS_TIMEOUT
 
     def _release(self, matches: Callable[[int], bool], now: float, forced: bool = True) -> bool:
         changed = False

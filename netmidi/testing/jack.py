@@ -7,13 +7,25 @@ environment variables. Debian's ``jackd2`` provides ``jackd`` and ``jack_wait``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from typing import Any
+
+
+def _die_with_parent() -> None:
+    """In the child: end jackd if the test run is killed before it can stop the server."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class JackUnavailable(Exception):
@@ -49,6 +61,7 @@ class JackDummy:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_die_with_parent,
         )
         waited = subprocess.run(
             [jack_wait, "-s", self.name, "-w", "-t", str(int(timeout))],

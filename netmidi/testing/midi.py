@@ -54,9 +54,12 @@ class FakeMidiApi:
         self.sent: dict[str, list[bytes]] = {}
         self.fail: Exception | None = None
         self.opened_with: list[tuple[str, str]] = []
+        self.attempts = 0
+        self.listings = 0
         self.closed = False
 
     def factory(self, api: str, client: str) -> FakeMidiApi:
+        self.attempts += 1
         if self.fail is not None:
             raise self.fail
         self.opened_with.append((api, client))
@@ -64,6 +67,7 @@ class FakeMidiApi:
         return self
 
     def input_ports(self) -> list[str]:
+        self.listings += 1
         if self.fail is not None:
             raise self.fail
         return list(self.inputs)
