@@ -8,13 +8,17 @@ from collections.abc import Iterable, Sequence
 from netmidi.backend import Channel, Event, Instance, Route
 
 Target = tuple[Instance, Channel]
+# The channels of one target instance that a source channel feeds.
+Group = tuple[Instance, tuple[Channel, ...]]
 
 
 class Router:
     """Maps (source instance, channel) to the channels an event is copied to."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
-        tables: dict[Instance, dict[Channel, list[Target]]] = defaultdict(lambda: defaultdict(list))
+        tables: dict[Instance, dict[Channel, dict[Instance, list[Channel]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
         self.routes: list[Route] = []
         seen: set[Route] = set()
         for route in routes:
@@ -22,9 +26,14 @@ class Router:
                 continue
             seen.add(route)
             self.routes.append(route)
-            tables[route.source][route.source_channel].append((route.target, route.target_channel))
-        self._tables: dict[Instance, dict[Channel, tuple[Target, ...]]] = {
-            source: {channel: tuple(targets) for channel, targets in table.items()}
+            groups = tables[route.source][route.source_channel]
+            groups.setdefault(route.target, []).append(route.target_channel)
+        # Per source channel, its targets grouped by instance: one batch lookup per instance.
+        self._tables: dict[Instance, dict[Channel, tuple[Group, ...]]] = {
+            source: {
+                channel: tuple((target, tuple(channels)) for target, channels in groups.items())
+                for channel, groups in table.items()
+            }
             for source, table in tables.items()
         }
 
@@ -35,14 +44,15 @@ class Router:
         if table is None:
             return batches
         for channel, value in events:
-            targets = table.get(channel)
-            if targets is None:
+            groups = table.get(channel)
+            if groups is None:
                 continue
-            for target, target_channel in targets:
+            for target, channels in groups:
                 batch = batches.get(target)
                 if batch is None:
                     batches[target] = batch = []
-                batch.append((target_channel, value))
+                for target_channel in channels:
+                    batch.append((target_channel, value))
         return batches
 
     def inputs(self, instance: Instance) -> frozenset[Channel]:

@@ -16,6 +16,10 @@ from netmidi.show import Show
 # How many times an event may pass through echoing instances (loopback) before it is cut:
 # deep enough for any sensible chain, shallow enough that a feedback loop cannot hang the daemon.
 MAX_HOPS = 16
+# How many events one input may send through echoing instances in all. A loop that fans out
+# (lb.a > lb.{b,c}; lb.b > lb.a; lb.c > lb.a) multiplies its events at every hop and would
+# take seconds per input long before 16 hops; a real show sends a few hundred this way.
+MAX_CASCADE = 16384
 
 
 class NetmidiService(MultiService):
@@ -29,36 +33,63 @@ class NetmidiService(MultiService):
         self.loops_cut = 0
         self.send_failures = 0
         self._depth = 0
+        self._budget = MAX_CASCADE
         self._loop_logged = False
+        self._failed: set[Instance] = set()
         for backend in show.backends.values():
             backend.setServiceParent(self)  # type: ignore[no-untyped-call]
         for instance in show.instances.values():
-            instance.attach(self.deliver)
+            if self.router.inputs(instance):  # an instance nothing is routed from needs no sink
+                instance.attach(self.deliver)
 
     def deliver(self, source: Instance, events: Sequence[Event]) -> None:
-        """Route a batch of incoming events and send each target its share."""
-        if self._depth >= MAX_HOPS:
-            self.loops_cut += 1
-            if not self._loop_logged:
-                self._loop_logged = True
-                self.log.warn(
-                    "feedback loop through {instance}: events cut after {hops} hops"
-                    " (logged once; check the map for routes that lead back to themselves)",
-                    instance=source.name,
-                    hops=MAX_HOPS,
-                )
-            return
-        self._depth += 1
+        """Route a batch of incoming events and send each target its share.
+
+        A target that echoes (loopback) calls back in here from its ``send``: the depth and the
+        events so far in this cascade bound a feedback loop.
+        """
+        depth = self._depth
+        if depth:
+            budget = self._budget - len(events)
+            if depth >= MAX_HOPS or budget < 0:
+                self._cut(source)
+                return
+            self._budget = budget
+        else:
+            self._budget = MAX_CASCADE - len(events)
+        self._depth = depth + 1
         try:
             for target, batch in self.router.route(source, events).items():
                 try:
                     target.send(batch)
                 except Exception:
                     # A fault in one backend must not stop the events bound for the others.
-                    self.send_failures += 1
-                    self.log.failure("sending to {instance} failed", instance=target.name)
+                    self._send_failed(target)
         finally:
-            self._depth -= 1
+            self._depth = depth
+
+    def _cut(self, source: Instance) -> None:
+        self.loops_cut += 1
+        if not self._loop_logged:
+            self._loop_logged = True
+            self.log.warn(
+                "feedback loop through {instance}: events cut after {hops} hops or {events}"
+                " events (logged once; check the map for routes that lead back to themselves)",
+                instance=source.name,
+                hops=MAX_HOPS,
+                events=MAX_CASCADE,
+            )
+
+    def _send_failed(self, target: Instance) -> None:
+        """A bug in a backend's send: its traceback once per instance, then only counted."""
+        self.send_failures += 1
+        if target not in self._failed:
+            self._failed.add(target)
+            self.log.failure(
+                "sending to {instance} failed (a bug: later failures are only counted and"
+                " reported when netmidi stops)",
+                instance=target.name,
+            )
 
     def startService(self) -> None:
         for warning in self.show.warnings:
@@ -105,6 +136,12 @@ class NetmidiService(MultiService):
         )
 
     def stopService(self) -> Deferred[Any]:
+        if self.loops_cut or self.send_failures:
+            self.log.warn(
+                "{cut} events cut in feedback loops, {failed} sends failed",
+                cut=self.loops_cut,
+                failed=self.send_failures,
+            )
         self.log.info("netmidi stopping")
         d: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
         return d

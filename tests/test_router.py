@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netmidi.backend import Event, Instance, Route
 from netmidi.router import Router
-from netmidi.service import MAX_HOPS, NetmidiService
+from netmidi.service import MAX_CASCADE, MAX_HOPS, NetmidiService
 from netmidi.show import Show, load_show
 from netmidi.values import Value
 from tests.showfiles import write_show
@@ -125,3 +125,43 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(good.sent, [("2", v(1))])
         self.assertEqual(service.send_failures, 1)
         self.flushLoggedErrors(RuntimeError)
+
+    def test_failing_target_logged_once_then_counted(self) -> None:
+        show = self.show("")
+        broken = Recorder(show.backends["loopback"], "broken", fail=True)
+        source = show.instances["a"]
+        show.router = Router([Route(source, "x", broken, "1")])
+        service = NetmidiService(show, Clock())
+        with capturedLogs() as events:
+            for _ in range(100):
+                source.emit([("x", v(1))])
+            service.stopService()
+        self.assertEqual(service.send_failures, 100)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        [summary] = [e for e in events if "sends failed" in e["log_format"]]
+        self.assertEqual((summary["cut"], summary["failed"]), (0, 100))
+
+    def test_fanning_loop_is_cut_by_the_event_budget(self) -> None:
+        """Each hop of this loop multiplies the events by 8: 16 hops would be 8**8 events."""
+        targets = ",".join(f"b{i}" for i in range(8))
+        show = self.show(
+            f"  - a.x > a.{{{targets}}}\n" + "".join(f"  - a.b{i} > a.x\n" for i in range(8))
+        )
+        service = NetmidiService(show, Clock())
+        sent: list[int] = []
+        instance = show.instances["a"]
+        original = instance.send
+        instance.send = lambda events: (sent.append(len(events)), original(events))  # type: ignore[method-assign]
+        with capturedLogs():
+            instance.emit([("x", v(1))])
+        self.assertEqual(service.loops_cut, 1)
+        self.assertLessEqual(sum(sent), MAX_CASCADE * 8)
+        self.assertEqual(service._depth, 0)
+        instance.emit([("x", v(1))])  # the next input gets a fresh budget
+        self.assertEqual(service.loops_cut, 2)
+
+    def test_instance_without_routes_out_gets_no_sink(self) -> None:
+        show = self.show("  - a.x > b.y\n")
+        NetmidiService(show, Clock())
+        self.assertIsNotNone(show.instances["a"]._sink)
+        self.assertIsNone(show.instances["b"]._sink)
