@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -22,13 +23,18 @@ MAX_HOPS = 16
 MAX_CASCADE = 16384
 
 
+class CannotStart(Exception):
+    """A backend could not start (raised only when daemonised, see ``_abandon_start``)."""
+
+
 class NetmidiService(MultiService):
     log = Logger()
 
-    def __init__(self, show: Show, reactor: Reactor) -> None:
+    def __init__(self, show: Show, reactor: Reactor, daemon: bool = False) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.show = show
         self.reactor = reactor
+        self.daemon = daemon
         self.router = show.router
         self.loops_cut = 0
         self.send_failures = 0
@@ -116,15 +122,19 @@ class NetmidiService(MultiService):
         One line says why, the backends already started are stopped, and twistd exits with
         status 1, before the reactor runs, so a broken rig is noticed at once.
         """
-        self.log.critical(
-            "{backend}: cannot start: {error}; netmidi exits",
-            backend=backend.name,
-            error=str(error) or type(error).__name__,
-        )
+        reason = f"{backend.name}: cannot start: {str(error) or type(error).__name__}"
+        self.log.critical("{reason}; netmidi exits", reason=reason)
         for other in reversed(started):
             other.stopService()  # type: ignore[no-untyped-call]
         self.running = False
-        raise SystemExit(1)
+        if self.daemon:
+            # Only an Exception makes a daemonising twistd tell its waiting parent (which prints
+            # the reason and exits 1) and remove the pidfile: after SystemExit the parent would
+            # wait for ever and the pidfile would stay. The reason is logged above: the exiting
+            # daemon need not add its traceback to the log.
+            sys.excepthook = lambda *exc_info: None
+            raise CannotStart(reason) from None
+        raise SystemExit(1)  # in the foreground: status 1 and no traceback
 
     def _announce_running(self) -> None:
         self.log.info(

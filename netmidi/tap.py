@@ -81,4 +81,5 @@ def makeService(options: dict[str, Any]) -> MultiService:
     reactor: Any = installed_reactor
     show = options.show  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger("after", "shutdown", _exit_zero_after_signal, reactor)
-    return NetmidiService(show, reactor)
+    twistd = getattr(options, "parent", None)  # twistd's own options, when run by twistd
+    return NetmidiService(show, reactor, daemon=twistd is not None and not twistd["nodaemon"])

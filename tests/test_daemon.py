@@ -196,3 +196,37 @@ class StartFailureTests(TestCase):
             " netmidi exits",
             daemon.output,
         )
+
+    @inlineCallbacks
+    def test_daemon_that_cannot_start_tells_the_terminal(self):  # type: ignore[no-untyped-def]
+        """Daemonised, twistd's parent waits for the start: it must hear the failure and exit 1.
+
+        192.0.2.1 (TEST-NET-1) is never a local address, so binding it fails and nothing is sent.
+        """
+        directory = os.path.abspath(self.mktemp())
+        write_show(
+            directory,
+            """
+            backends:
+              sacn: {bind: "192.0.2.1 5568"}
+            instances:
+              out: {backend: sacn, universe: 1}
+            """,
+        )
+        pidfile = os.path.join(directory, "netmidi.pid")
+        logfile = os.path.join(directory, "netmidi.log")
+        out, err, code = yield twistd(
+            f"--pidfile={pidfile}",
+            f"--logfile={logfile}",
+            "netmidi",
+            "-c",
+            "show.yaml",
+            cwd=directory,
+        )
+        self.assertEqual(code, 1, err)
+        self.assertIn(b"sacn: cannot start:", err)
+        self.assertFalse(os.path.exists(pidfile))
+        with open(logfile) as stream:
+            log = stream.read()
+        self.assertIn("sacn: cannot start:", log)
+        self.assertNotIn("Traceback", log)
