@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from netmidi.backend import Backend, Event, Instance, Reactor
 from netmidi.show import Show
@@ -21,6 +23,9 @@ MAX_HOPS = 16
 # (lb.a > lb.{b,c}; lb.b > lb.a; lb.c > lb.a) multiplies its events at every hop and would
 # take seconds per input long before 16 hops; a real show sends a few hundred this way.
 MAX_CASCADE = 16384
+# How long a backend may take over its goodbyes when netmidi stops (a console that never answers
+# a logout, a socket that never drains) before netmidi exits without waiting for it.
+STOP_TIMEOUT = 10.0
 
 
 class CannotStart(Exception):
@@ -153,5 +158,22 @@ class NetmidiService(MultiService):
                 failed=self.send_failures,
             )
         self.log.info("netmidi stopping")
-        d: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
-        return d
+        Service.stopService(self)
+        return DeferredList([self._stop(backend) for backend in reversed(list(self))])
+
+    def _stop(self, backend: Service) -> Deferred[Any]:
+        """A backend's stop, bounded: a peer that never answers must not keep netmidi running."""
+        stopping: Deferred[Any] = maybeDeferred(backend.stopService)
+        stopping.addTimeout(STOP_TIMEOUT, self.reactor)
+        stopping.addErrback(self._stop_failed, backend)
+        return stopping
+
+    def _stop_failed(self, failure: Failure, backend: Service) -> None:
+        if failure.check(defer.TimeoutError):
+            self.log.warn(
+                "{backend}: still stopping after {seconds} s; netmidi exits without waiting",
+                backend=backend.name,
+                seconds=STOP_TIMEOUT,
+            )
+        else:
+            self.log.failure("{backend}: stopping failed", failure, backend=backend.name)

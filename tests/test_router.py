@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from netmidi.backend import Event, Instance, Route
+from netmidi.backends.loopback import LoopbackBackend
 from netmidi.router import Router
-from netmidi.service import MAX_CASCADE, MAX_HOPS, NetmidiService
+from netmidi.service import MAX_CASCADE, MAX_HOPS, STOP_TIMEOUT, NetmidiService
 from netmidi.show import Show, load_show
 from netmidi.values import Value
 from tests.showfiles import write_show
@@ -165,3 +167,31 @@ class ServiceTests(SynchronousTestCase):
         NetmidiService(show, Clock())
         self.assertIsNotNone(show.instances["a"]._sink)
         self.assertIsNone(show.instances["b"]._sink)
+
+
+class Silent(LoopbackBackend):
+    """A backend whose goodbye never completes (a peer that never answers)."""
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred()
+
+
+class StopTests(SynchronousTestCase):
+    def test_a_backend_that_never_finishes_stopping_is_not_waited_for(self) -> None:
+        clock = Clock()
+        show = load_show(write_show(self.mktemp(), "instances:\n  a: {backend: loopback}\n"), clock)
+        service = NetmidiService(show, clock)
+        silent = Silent(clock, {})
+        silent.name = "silent"
+        silent.setServiceParent(service)
+        service.startService()
+        with capturedLogs() as events:
+            stopped = service.stopService()
+            clock.advance(STOP_TIMEOUT - 1)
+            self.assertNoResult(stopped)
+            clock.advance(1)
+        self.successResultOf(stopped)
+        [warning] = [e for e in events if "still stopping" in e["log_format"]]
+        self.assertEqual(warning["backend"], "silent")
+        self.assertFalse(show.backends["loopback"].running)
