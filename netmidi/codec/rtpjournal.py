@@ -32,7 +32,6 @@ PARAMETER_CONTROLLERS = frozenset({6, 38, 96, 97, 98, 99, 100, 101})
 # Channel mode controllers after which no note sounds (All Sound Off, All Notes Off, Omni, Mono,
 # Poly): the journal reports the notes as off.
 NOTES_OFF_CONTROLLERS = frozenset({120, 123, 124, 125, 126, 127})
-PITCH_CENTRE = 0x2000
 NULL_PARAMETER = 0x3FFF  # 127/127 deselects the parameter
 
 
@@ -160,10 +159,8 @@ def _flag(bit: bool, mask: int) -> int:
 
 # Chapter encoders take plain tuples: the sender calls them straight from its state (they run
 # for every packet sent), the dataclass encoder below adapts the decoded form to them.
-ControllerTuple = tuple[int, int, bool]  # number, second octet (value, or 0x80|alt), S
 ParameterTuple = tuple[bool, int, int | None, int | None, bool]  # nrpn, number, msb, lsb, S
 NoteTuple = tuple[int, int, bool, bool]  # note, velocity, Y (play), S
-PressureTuple = tuple[int, int, bool, bool]  # note, pressure, X, S
 
 
 def _put_program(
@@ -244,10 +241,13 @@ def _encode_channel(cj: ChannelJournal) -> bytes:
         _put_program(body, p.s, p.program, p.bank_msb, p.bank_lsb, p.reset)
     if cj.controllers is not None:
         toc |= TOC_C
-        body.append(_flag(cj.controllers.s, 0x80) | (len(cj.controllers.logs) - 1))
-        for log in cj.controllers.logs:
-            second = log.value if log.value is not None else 0x80 | log.alt
-            body += bytes((_flag(log.s, 0x80) | log.number, second))
+        _put_logs(
+            body,
+            [
+                (log.number, log.value if log.value is not None else 0x80 | log.alt, log.s)
+                for log in cj.controllers.logs
+            ],
+        )
     if cj.parameters is not None:
         m = cj.parameters
         toc |= TOC_M
