@@ -7,8 +7,9 @@ show maps every CC of channel 0 to channel 1 of another direct-mode instance, wh
 sink peer. The sender paces packets from one thread and the sink drains between sends, so the
 figures include this script's own cost on a shared machine. Printed:
 
-* the highest rate sustained with zero loss, at 1 and at 16 events per packet (events/s and
-  packets/s), and the daemon's CPU time per packet (from /proc) at those rates;
+* the highest rate sustained with zero loss and no backlog (the daemon finished within 0.2 s of
+  the sender), at 1 and at 16 events per packet (events/s and packets/s), and the daemon's CPU
+  time per packet (from /proc) at those rates;
 * added latency p50/p99 (sender to sink, through the daemon) at 1,000 events/s;
 * flood: 5 s as fast as the sender can go; delivered share, the daemon's memory before and after,
   and the latency of probe packets sent to another instance meanwhile (is it still responsive?).
@@ -59,6 +60,12 @@ class Result:
     latencies: list[float]
     probes: int
     probe_latencies: list[float]
+    backlog: float
+    """Seconds the daemon went on sending after the sender stopped (it was behind)."""
+    daemon_drops: int
+    """Input packets the kernel dropped at the daemon's port (it did not read them in time)."""
+    sink_drops: int
+    """Output packets dropped at this script's sink (the script, not the daemon, fell behind)."""
 
 
 def udp(port: int = 0) -> socket.socket:
@@ -79,7 +86,8 @@ class Daemon:
 
     def __init__(self, show: Path, log: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(TREE)}
-        command = [sys.executable, "-m", "twisted.scripts.twistd", "-n", "--pidfile=", "netmidi"]
+        twistd = "from twisted.scripts.twistd import run; run()"
+        command = [sys.executable, "-c", twistd, "-n", "--pidfile=", "netmidi"]
         self.process = subprocess.Popen(
             [*command, "-c", str(show)],
             env=env,
@@ -156,17 +164,18 @@ class Bench:
         probe_latencies: list[float] = []
         received = sent = 0
         target = (LOCAL, self.inp)
-        cpu0, start = self.daemon.cpu(), time.perf_counter()
+        drops0, cpu0, start = socket_drops(), self.daemon.cpu(), time.perf_counter()
         next_send, next_probe, end = start, start, start + seconds
         tag = 0
 
         def take(data: bytes, at: float, table: dict[int, float], into: list[float]) -> int:
-            decoded = rtpmidi.decode(data)
-            message = decoded.messages[0]
-            key = message[2] << 7 | message[1]
-            if key in table:
-                into.append(at - table.pop(key))
-            return len(decoded.messages)
+            """Count a packet's events; time the tagged ones (several may share a packet)."""
+            messages = rtpmidi.decode(data).messages
+            for message in messages:
+                sent = table.pop(message[2] << 7 | message[1], None)
+                if sent is not None:
+                    into.append(at - sent)
+            return len(messages)
 
         while True:
             now = time.perf_counter()
@@ -201,14 +210,22 @@ class Bench:
                 if wait > 0:
                     select.select([self.sink, self.probesink], [], [], min(wait, 0.01))
         elapsed = time.perf_counter() - start
-        settle = time.perf_counter() + 1.0
-        while time.perf_counter() < settle:
-            select.select([self.sink], [], [], 0.05)
+        # Let the daemon work through its queue: until nothing arrives for 0.3 s (at most 5 s).
+        stopped = last = time.perf_counter()
+        quiet, settle = last + 0.3, last + 5.0
+        while time.perf_counter() < min(quiet, settle):
+            if select.select([self.sink, self.probesink], [], [], 0.05)[0]:
+                last = time.perf_counter()
+                quiet = last + 0.3
             for at, data in self.drain(self.sink):
                 received += take(data, at, sent_at, latencies)
             for at, data in self.drain(self.probesink):
                 take(data, at, probe_at, probe_latencies)
         cpu = self.daemon.cpu() - cpu0
+        drops1 = socket_drops()
+        sink = self.sink.getsockname()[1]
+        daemon_drops = drops1.get(self.inp, 0) - drops0.get(self.inp, 0)
+        sink_drops = drops1.get(sink, 0) - drops0.get(sink, 0)
         packets = sent / per_packet
         return Result(
             sent=sent,
@@ -220,7 +237,20 @@ class Bench:
             latencies=latencies,
             probes=len(probe_latencies) + len(probe_at),
             probe_latencies=probe_latencies,
+            backlog=last - stopped,
+            daemon_drops=daemon_drops,
+            sink_drops=sink_drops,
         )
+
+
+def socket_drops() -> dict[int, int]:
+    """Datagrams the kernel dropped at each local UDP port (full receive buffer), from /proc."""
+    drops: dict[int, int] = {}
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        port = int(fields[1].split(":")[1], 16)
+        drops[port] = drops.get(port, 0) + int(fields[-1])
+    return drops
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -257,11 +287,13 @@ def main() -> None:
                 print(
                     f"  {per_packet:2d} ev/packet, asked {rate:6d} ev/s:"
                     f" sent {result.rate:8.0f} ev/s"
-                    f" ({result.packet_rate:7.0f} packets/s), lost {lost:6d}, daemon"
+                    f" ({result.packet_rate:7.0f} packets/s), lost {lost:6d}"
+                    f" (socket drops: {result.daemon_drops} daemon in, {result.sink_drops} sink),"
+                    f" backlog {result.backlog:4.2f} s, daemon"
                     f" {result.cpu_per_packet * 1e6:6.1f} µs CPU/packet"
                     f" ({result.cpu_share * 100:3.0f} % of a core)"
                 )
-                if lost == 0:
+                if lost == 0 and result.backlog < 0.2:
                     best = result
                 elif best is not None:
                     break
@@ -295,6 +327,10 @@ def main() -> None:
         )
         bench.wait_ready()
         print("daemon still answering after the flood")
+        log = (Path(bench.directory.name) / "daemon.log").read_text()
+        for line in log.splitlines():
+            if "dropped" in line or "Traceback" in line:
+                print("daemon log:", line.split("] ", 1)[-1])
     finally:
         bench.daemon.stop()
 

@@ -212,6 +212,17 @@ class DirectModeTests(BackendTestsBase):
             (b_in, a_in), ([[(CC7, Value.from_raw(1, 7))]], [[(CC7, Value.from_raw(2, 7))]])
         )
 
+    async def test_many_senders_bounded(self) -> None:
+        """Senders from many ports keep at most max-peers states; learned peers are replaced."""
+        r, r_in = self.instance(mode="direct", bind="127.0.0.1", learn=True, **{"max-peers": 3})
+        packet = rtpmidi.encode_header(1, 0, 5) + rtpmidi.encode_section([b"\x90\x3c\x01"])
+        for _ in range(10):
+            _, port = self.peer()
+            port.write(packet, ("127.0.0.1", r.control_port))
+        await wait_until(lambda: len(r_in) == 10)
+        self.assertEqual(len(r._sources), 3)
+        self.assertEqual(len(r._destinations), 3)
+
     async def test_sysex_never_an_event(self) -> None:
         """SysEx segments are reassembled and dropped, never misread; notes around them count."""
         r, r_in = self.instance(mode="direct", bind="127.0.0.1", **{"max-sysex": 64})
@@ -295,6 +306,29 @@ class DirectModeTests(BackendTestsBase):
         b.send([(NOTE60, Value.from_raw(3, 7))])
         await wait_until(lambda: a_in)
         self.assertEqual(a_in, [[(NOTE60, Value.from_raw(3, 7))]])
+
+
+class StartTests(BackendTestsBase):
+    def test_busy_port(self) -> None:
+        """A port already in use is logged and leaves that instance down, without a traceback."""
+        _, taken = self.peer()
+        options, _ = parse_options(
+            RtpMidiBackend.instance_options,
+            {"mode": "direct", "bind": f"127.0.0.1 {taken.getHost().port}"},
+        )
+        backend = RtpMidiBackend(reactor, {"detect": "off"})
+        instance = backend.add_instance("busy", options)
+        with capturedLogs() as events:
+            backend.startService()
+        self.addCleanup(backend.stopService)
+        self.assertEqual(
+            [formatEvent(e) for e in events if e.get("log_level").name == "error"],
+            [
+                f"busy: cannot listen on 127.0.0.1 port {taken.getHost().port}"
+                " ([Errno 98] Address already in use); instance not started"
+            ],
+        )
+        instance.send([(NOTE60, Value.from_raw(1, 7))])  # harmless while down
 
 
 class OptionTests(BackendTestsBase):

@@ -144,6 +144,21 @@ class NodeTests(InteropBase):
         self.assertIsNotNone(peer.latency)
 
 
+class NodeIpv6Tests(InteropBase):
+    async def test_node_responder_ipv6(self) -> None:
+        """netmidi invites node-rtpmidi over IPv6 loopback; notes cross both ways."""
+        port = free_even_port()
+        node = self.node(port, 0, 6)
+        await wait_until(lambda: node.saw("ready"), 10)
+        r, r_in = self.instance(mode="apple", bind="::1", peer=f"::1 {port}")
+        await wait_until(lambda: r._destinations and node.saw("connected"), 10)
+        r.send([(NOTE64, Value.from_raw(2, 7))])
+        await wait_until(lambda: node.midi(), 5)
+        self.assertEqual(node.midi()[0]["bytes"], [0x90, 64, 2])
+        await self.resend_until(node, [0x90, 60, 3], lambda: r_in)
+        self.assertEqual(r_in[0], [(NOTE60, Value.from_raw(3, 7))])
+
+
 class PymidiTests(InteropBase):
     def pymidi(self, port: int, host: str = "127.0.0.1") -> PeerProcess:
         try:

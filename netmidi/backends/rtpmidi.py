@@ -66,7 +66,8 @@ from netmidi.options import (
 from netmidi.rtpmidi_discovery import GLOBAL_OPTIONS as DISCOVERY_OPTIONS
 from netmidi.rtpmidi_discovery import Discovery
 
-_RECEIVE_BUFFER = 1 << 20
+_RECEIVE_BUFFER = 4 << 20
+_READ_BUDGET = 8192
 _PAIR_ATTEMPTS = 32
 
 
@@ -101,6 +102,8 @@ class _Source:
 class _Socket(DatagramProtocol):
     """Hands datagrams to the instance, saying which of its sockets they came to."""
 
+    noisy = False
+
     def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
         self.handler = handler
 
@@ -126,7 +129,6 @@ class RtpMidiInstance(Instance):
         self.journal: JournalSender | None = JournalSender(max_bytes=budget) if budget else None
         self.new_receiver: Callable[[], JournalReceiver] | None = JournalReceiver
         self.session: Session | None = None
-        self.sent = 0
         self._encoder = MidiEventEncoder(options["epn-tx"])
         self._marker = options["marker"] == "rfc"
         self._limit = options["max-packet"] - 14 - budget
@@ -210,6 +212,9 @@ class RtpMidiInstance(Instance):
         sock = getattr(listening, "socket", None)
         if sock is not None:  # large buffers: Windows rtpMIDI users lost messages without them
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        # Twisted reads up to 256 KiB per wakeup: 16 000 small packets from a flooding sender,
+        # while every other socket and timer waits. A smaller budget keeps the daemon responsive.
+        listening.maxThroughput = _READ_BUDGET
         return listening
 
     def _listen_pair(self, bind: HostPort) -> list[Any]:
@@ -231,7 +236,7 @@ class RtpMidiInstance(Instance):
                     pass
             control.stopListening()
         error = OSError(errno.EADDRINUSE, "no free port pair")
-        raise CannotListenError(bind.host, 0, error)  # type: ignore[no-untyped-call]
+        raise CannotListenError(bind.host, 0, error)
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -375,7 +380,6 @@ class RtpMidiInstance(Instance):
                     sock.sendto(datagram, destination)
                 except OSError as error:  # e.g. no route, or a full buffer: never crash
                     self.bad.drop(f"send failed: {os.strerror(error.errno or 0)}", destination)
-            self.sent += 1
         if self.session is not None:
             self.session.last_sent = self._sequence
 
@@ -563,11 +567,24 @@ class RtpMidiBackend(Backend):
         if apple and self.options.get("mdns") and self.discovery is None:
             self.discovery = Discovery(self, self.reactor, self.options, self.detect)
         super().startService()  # type: ignore[no-untyped-call]
+        listening: list[RtpMidiInstance] = []
         for instance in self.instances.values():
             assert isinstance(instance, RtpMidiInstance)
-            instance.start()
+            try:
+                instance.start()
+            except CannotListenError as error:  # one busy port must not stop the whole show
+                self.log.error(
+                    "{name}: cannot listen on {host} port {port} ({reason}); instance not started",
+                    name=instance.name,
+                    host=error.interface or "any address",
+                    port=error.port,
+                    reason=error.socketError,
+                )
+                continue
+            if instance in apple:
+                listening.append(instance)
         if self.discovery is not None:
-            self.discovery.start(apple)
+            self.discovery.start(listening)
 
     def stopService(self) -> Deferred[Any]:
         stops = [i.stop() for i in self.instances.values() if isinstance(i, RtpMidiInstance)]

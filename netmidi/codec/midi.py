@@ -78,7 +78,7 @@ class MidiChannel(NamedTuple):
 
     channel: int
     kind: MidiKind
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # shadows tuple.index, which keys never use
 
     def __str__(self) -> str:
         if self.kind in _INDEX_LIMIT:

@@ -33,6 +33,9 @@ _DATA_LENGTH: Final = bytes(
 )
 
 
+_STATUS: Final = [bytes((status,)) for status in range(256)]
+
+
 class RtpMidiError(ValueError):
     """A malformed RTP-MIDI packet; the message says why, never quoting packet values."""
 
@@ -147,13 +150,13 @@ def _command_list(
                 status, head = running, -1
             else:
                 raise RtpMidiError("running status without a previous status byte")
-            stop = pos + _DATA_LENGTH[status - 0x80]
+            count = _DATA_LENGTH[status - 0x80]
+            stop = pos + count
             if stop > end:
                 raise RtpMidiError("truncated MIDI command")
-            body = data[pos:stop]
-            if body and max(body) >= 0x80:
+            if count and (data[pos] | data[stop - 1]) & 0x80:
                 raise RtpMidiError("status byte inside a MIDI command's data")
-            messages.append(data[head:stop] if head >= 0 else bytes((status,)) + body)
+            messages.append(data[head:stop] if head >= 0 else _STATUS[status] + data[pos:stop])
             deltas.append(delta)
             pos = stop
         if pos == end:
@@ -230,20 +233,19 @@ def encode_section(messages: Sequence[bytes], journal: bool = False) -> bytes:
     """
     if len(messages) == 1:
         return section_header(len(messages[0]), journal) + messages[0]
-    body = bytearray()
+    parts = []
     running = 0
-    for index, message in enumerate(messages):
-        if index:
-            body.append(0)
+    for message in messages:
         status = message[0]
         if status == running:
-            body += message[1:]
+            parts.append(message[1:])
             continue
-        body += message
+        parts.append(message)
         if status < 0xF0:
             running = status
         elif status < 0xF8:
             running = 0
+    body = b"\0".join(parts)  # a one-octet delta time of 0 between commands
     return section_header(len(body), journal) + body
 
 
