@@ -235,7 +235,7 @@ class LossTests(RecoveryTestsBase):
             "dropped_events": relay.dropped_events,
             "lost": source.receiver.lost,
             "repaired": source.receiver.repaired,
-            "packets": a.sent,
+            "packets": relay.forwarded + relay.dropped,
             "want": final_state([sent]),
             "have": final_state([got]),
         }
