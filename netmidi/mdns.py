@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
@@ -132,6 +132,14 @@ def zeroconf_interfaces(allowed: Sequence[str], adapters: Adapters) -> list[str 
                 except OSError:
                     pass
     return list(dict.fromkeys(out))
+
+
+def instance_label(session: str, limit: int = 63) -> str:
+    """The session name as a DNS label: at most 63 UTF-8 bytes, cut at a character boundary."""
+    data = session.encode("utf-8")
+    if len(data) <= limit:
+        return session
+    return data[:limit].decode("utf-8", "ignore").rstrip()
 
 
 def session_from_info(
@@ -302,11 +310,12 @@ class MdnsService(Service):
             return
         interfaces = zeroconf_interfaces(allowed, adapters) if self.interfaces else None
         self._allowed = allowed
+        engine: Deferred[Any]
         if _is_asyncio_reactor(self.reactor):
-            ready = _AsyncioEngine.create(interfaces).addCallback(self._started)
+            engine = _AsyncioEngine.create(interfaces)
         else:
-            ready = succeed(_ThreadEngine(self.reactor, interfaces)).addCallback(self._started)
-        self._ready = ready.addErrback(self._failed)
+            engine = maybeDeferred(lambda: _ThreadEngine(self.reactor, interfaces))
+        self._ready = engine.addCallback(self._started).addErrback(self._failed)
 
     def _started(self, engine: _Engine) -> None:
         self._engine = engine
@@ -362,14 +371,27 @@ class MdnsService(Service):
                 bound=", ".join(bound),
             )
             return succeed(session)
-        info = ServiceInfo(
-            SERVICE_TYPE,
-            f"{session}.{SERVICE_TYPE}",
-            port=port,
-            properties=EMPTY_TXT,
-            server=f"{self.host_name}.local.",
-            parsed_addresses=addresses,
-        )
+        label = instance_label(session)
+        if label != session:
+            self.log.warn(
+                "mdns: session name {session!r} is longer than DNS allows; announced as {label!r}",
+                session=session,
+                label=label,
+            )
+        try:
+            info = ServiceInfo(
+                SERVICE_TYPE,
+                f"{label}.{SERVICE_TYPE}",
+                port=port,
+                properties=EMPTY_TXT,
+                server=f"{self.host_name}.local.",
+                parsed_addresses=addresses,
+            )
+        except Exception as error:  # zeroconf's name checks: a bad name must not stop the show
+            self.log.error(
+                "mdns: cannot announce {session!r}: {error}", session=session, error=error
+            )
+            return succeed(session)
         full = info.name
         self._own.add(full.lower())
 
@@ -398,7 +420,11 @@ class MdnsService(Service):
             self._inflight.discard(inflight)
             return result
 
-        return inflight.addBoth(done).addCallback(registered)
+        def failed(failure: Any) -> str:
+            self.log.failure("mdns: announcing {session!r} failed", failure, session=session)
+            return session
+
+        return inflight.addBoth(done).addCallbacks(registered, failed)
 
     # -- browsing ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zeroconf import ServiceInfo, ServiceStateChange
@@ -23,6 +23,7 @@ from netmidi.mdns import (
     MdnsService,
     _zeroconf_args,
     announce_addresses,
+    instance_label,
     select_addresses,
     session_from_info,
 )
@@ -197,6 +198,24 @@ class BrowseLogicTests(SynchronousTestCase):
         self.engine.infos[registered.name] = registered
         self.service._changed(registered.name, ServiceStateChange.Added)
         self.assertEqual(self.events, [])
+
+    def test_long_names_fit_a_dns_label(self) -> None:
+        """A session name over 63 UTF-8 bytes is announced cut at a character boundary."""
+        self.assertEqual(instance_label("short"), "short")
+        label = instance_label("Bühne " * 12)
+        self.assertLessEqual(len(label.encode()), 63)
+        self.assertTrue(("Bühne " * 12).startswith(label))
+        names: list[str] = []
+        self.service.announce("ü" * 40, 5004, ["0.0.0.0"]).addCallback(names.append)
+        self.assertEqual(names, ["ü" * 31])
+
+    def test_failed_registration_is_logged_not_raised(self) -> None:
+        """zeroconf giving up (say, no unique name) is logged; the show goes on."""
+        self.engine.register = lambda info: fail(RuntimeError("no unique name"))  # type: ignore[method-assign]
+        names: list[str] = []
+        self.service.announce("x", 5004, ["0.0.0.0"]).addCallback(names.append)
+        self.assertEqual(names, ["x"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_announce_before_start_waits(self) -> None:
         service = MdnsService(Clock(), host_name="show", adapters=lambda: ADAPTERS)
