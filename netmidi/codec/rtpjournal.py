@@ -561,12 +561,14 @@ class ChannelState:
         "updated",
         "version",
         "floor",
+        "history",
         "_logs_c",
         "_key",
         "_cached",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, history: bool = True) -> None:
+        self.history = history  # False for a receiver: values only, no journal to build
         self.program: tuple[int, int, int | None, int | None] | None = None  # packet, PC, bank
         self.controllers: dict[int, Item] = {}
         self.parameters: dict[tuple[bool, int], tuple[int, int | None, int | None]] = {}
@@ -619,12 +621,13 @@ class ChannelState:
         if number in PARAMETER_CONTROLLERS:
             self._parameter(number, value, packet)
             return
-        logs = self._logs_c
-        if self.controllers.pop(number, None) is not None:
-            at = logs.find(number | 0x80)
-            del logs[at : at + 2]
+        if self.history:
+            logs = self._logs_c
+            if self.controllers.pop(number, None) is not None:
+                at = logs.find(number | 0x80)
+                del logs[at : at + 2]
+            logs += bytes((number | 0x80, value))
         self.controllers[number] = (packet, value)
-        logs += bytes((number | 0x80, value))
         if number == 0:
             self.bank = (value, None)
         elif number == 32:
@@ -776,14 +779,6 @@ class ChannelState:
         return logs, selected, s
 
 
-def _channel_of(message: bytes) -> int | None:
-    """The channel of a channel voice message, None for anything else."""
-    if not message:
-        return None
-    status = message[0]
-    return status & 0x0F if 0x80 <= status < 0xF0 else None
-
-
 # ------------------------------------------------------------------------------------------------
 # Sender
 
@@ -903,7 +898,7 @@ class JournalReceiver:
     def _state(self, channel: int) -> ChannelState:
         state = self.channels.get(channel)
         if state is None:
-            state = self.channels[channel] = ChannelState()
+            state = self.channels[channel] = ChannelState(history=False)
         return state
 
     def packet(self, seq: int, messages: Sequence[bytes], journal: bytes | None) -> Received:
@@ -930,11 +925,15 @@ class JournalReceiver:
                     partial = (expected - parsed.checkpoint) & 0xFFFF >= SEQ_MOD // 2
                     repairs = self.repair(parsed, single=lost == 1)
                     self.repaired += len(repairs)
+        channels = self.channels
         for message in messages:
-            channel = _channel_of(message)
-            if channel is not None:
-                self._state(channel).apply(message, 0)
-        return Received(repairs + list(messages), lost, len(repairs), partial=partial, error=error)
+            status = message[0]
+            if 0x80 <= status < 0xF0:
+                state = channels.get(status & 0x0F) or self._state(status & 0x0F)
+                state.apply(message, 0)
+        if repairs:
+            messages = repairs + list(messages)
+        return Received(list(messages), lost, len(repairs), partial=partial, error=error)
 
     def repair(self, journal: Journal, single: bool) -> list[bytes]:
         """The messages that bring this receiver's state to what ``journal`` describes.
