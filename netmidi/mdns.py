@@ -37,6 +37,8 @@ from netmidi.badinput import BadInput
 SERVICE_TYPE = "_apple-midi._udp.local."
 EMPTY_TXT = b"\x00"  # one empty string: the DNS-SD form of "no keys" (RFC 6763 6.1)
 RESOLVE_TIMEOUT_MS = 3000
+MAX_SESSIONS = 256  # sessions kept track of; more announcements are dropped and counted
+MAX_RESOLVING = 16  # resolve queries at once
 
 Adapters = Sequence[tuple[str, Sequence[str]]]  # (interface name, its addresses)
 
@@ -295,6 +297,7 @@ class MdnsService(Service):
         self._ready: Deferred[None] | None = None
         self._allowed: list[str] = []
         self._inflight: set[Deferred[None]] = set()
+        self._resolving: set[str] = set()  # names being resolved (bounded: a flood is dropped)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -452,9 +455,23 @@ class MdnsService(Service):
                 for _, on_removed in self._listeners:
                     on_removed(session.name)
             return
+        if name in self._resolving:
+            return  # the answer on its way covers this change too
+        if name not in self.discovered and len(self.discovered) >= MAX_SESSIONS:
+            self.bad.drop(f"more than {MAX_SESSIONS} sessions announced; ignored", source=name)
+            return
+        if len(self._resolving) >= MAX_RESOLVING:
+            self.bad.drop("too many announcements at once; ignored", source=name)
+            return
+        self._resolving.add(name)
         d = self._engine.resolve(name)
+        d.addBoth(self._unresolving, name)
         d.addCallback(self._resolved, name)
         d.addErrback(lambda f: self.bad.drop(f"cannot resolve: {f.getErrorMessage()}", name))
+
+    def _unresolving(self, result: Any, name: str) -> Any:
+        self._resolving.discard(name)
+        return result
 
     def _resolved(self, info: ServiceInfo | None, name: str) -> None:
         if name.lower() in self._own:

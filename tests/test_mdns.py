@@ -18,6 +18,7 @@ from zeroconf import ServiceInfo, ServiceStateChange
 
 from netmidi.mdns import (
     EMPTY_TXT,
+    MAX_RESOLVING,
     SERVICE_TYPE,
     DiscoveredSession,
     MdnsService,
@@ -184,6 +185,20 @@ class BrowseLogicTests(SynchronousTestCase):
         self.service._changed(f"b.{SERVICE_TYPE}", ServiceStateChange.Added)
         self.assertEqual(self.events, [])
         self.assertEqual(self.service.bad.total, 2)
+
+    def test_flood_is_bounded(self) -> None:
+        """Announcements beyond the limits are dropped and counted, not resolved or kept."""
+        pending: list[Deferred[ServiceInfo | None]] = []
+        self.engine.resolve = lambda name: pending.append(Deferred()) or pending[-1]  # type: ignore[method-assign]
+        for index in range(MAX_RESOLVING + 5):
+            self.service._changed(f"s{index}.{SERVICE_TYPE}", ServiceStateChange.Added)
+        self.service._changed(f"s0.{SERVICE_TYPE}", ServiceStateChange.Updated)
+        self.assertEqual(len(pending), MAX_RESOLVING)
+        self.assertEqual(self.service.bad.total, 5)
+        for index, d in enumerate(pending):
+            d.callback(info(f"s{index}", 5004, ["10.0.0.5"]))
+        self.assertEqual(len(self.events), MAX_RESOLVING)
+        self.assertEqual(self.service._resolving, set())
 
     def test_announce_and_ignore_own(self) -> None:
         """Our announcement: control port, empty TXT, allowed addresses; never reported back."""
