@@ -818,7 +818,7 @@ class JournalSender:
         self._packet, self._seq = packet, seq
         channels = self.channels
         for message in messages:
-            status = message[0]
+            status = message[0] if message else 0
             if 0x80 <= status < 0xF0:
                 state = channels.get(status & 0x0F)
                 if state is None:
@@ -927,7 +927,7 @@ class JournalReceiver:
                     self.repaired += len(repairs)
         channels = self.channels
         for message in messages:
-            status = message[0]
+            status = message[0] if message else 0
             if 0x80 <= status < 0xF0:
                 state = channels.get(status & 0x0F) or self._state(status & 0x0F)
                 state.apply(message, 0)
