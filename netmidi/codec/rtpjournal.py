@@ -160,7 +160,6 @@ def _flag(bit: bool, mask: int) -> int:
 # Chapter encoders take plain tuples: the sender calls them straight from its state (they run
 # for every packet sent), the dataclass encoder below adapts the decoded form to them.
 ParameterTuple = tuple[bool, int, int | None, int | None, bool]  # nrpn, number, msb, lsb, S
-NoteTuple = tuple[int, int, bool, bool]  # note, velocity, Y (play), S
 
 
 def _put_program(
@@ -207,9 +206,11 @@ def _put_parameters(
     out += body
 
 
-def _put_notes(out: bytearray, b: bool, logs: Sequence[NoteTuple], offs: Sequence[int]) -> None:
-    """Chapter N; ``offs`` ascending. No NoteOffs: LOW 15, HIGH 1 (0 with 128 logs)."""
-    count = len(logs)
+def _put_notes(out: bytearray, b: bool, count: int, logs: bytes, offs: Sequence[int]) -> None:
+    """Chapter N from its ``count`` encoded NoteOn logs and the NoteOffs ``offs`` (ascending).
+
+    No NoteOffs: LOW 15 and HIGH 1 (HIGH 0 with 128 logs, which LEN 127 then stands for).
+    """
     if offs:
         low, high = offs[0] >> 3, offs[-1] >> 3
         bits = bytearray(high - low + 1)
@@ -218,9 +219,7 @@ def _put_notes(out: bytearray, b: bool, logs: Sequence[NoteTuple], offs: Sequenc
     else:
         low, high, bits = 15, (0 if count == 128 else 1), bytearray()
     out += bytes((_flag(b, 0x80) | (127 if count == 128 else count), low << 4 | high))
-    for note, velocity, play, s in logs:
-        out.append(note | 0x80 if s else note)
-        out.append(velocity | 0x80 if play else velocity)
+    out += logs
     out += bits
 
 
@@ -260,7 +259,12 @@ def _encode_channel(cj: ChannelJournal) -> bytes:
     if cj.notes is not None:
         n = cj.notes
         toc |= TOC_N
-        _put_notes(body, n.b, [(g.note, g.velocity, g.play, g.s) for g in n.logs], n.offs)
+        note_logs = bytes(
+            octet
+            for g in n.logs
+            for octet in (_flag(g.s, 0x80) | g.note, _flag(g.play, 0x80) | g.velocity)
+        )
+        _put_notes(body, n.b, len(n.logs), note_logs, n.offs)
     if cj.extras is not None:
         toc |= TOC_E
         body += cj.extras
@@ -729,11 +733,20 @@ class ChannelState:
             s_all = s_all and s
         if self.notes:
             toc |= TOC_N
-            ons = [(n, v, True, p != previous) for n, (p, v) in self.notes.items() if v]
-            offs = sorted(n for n, (p, v) in self.notes.items() if not v)
-            b = all(p != previous for p, v in self.notes.values() if not v)
-            _put_notes(body, b, ons, offs)
-            s_all = s_all and b and all(log[3] for log in ons)
+            ons = bytearray()  # NoteOn logs, Y=1 (play), S=0 for the previous packet's
+            offs: list[int] = []
+            b = s_on = True
+            for note, (p, velocity) in self.notes.items():
+                if velocity:
+                    ons.append(note if p == previous else note | 0x80)
+                    ons.append(velocity | 0x80)
+                    s_on = s_on and p != previous
+                else:
+                    offs.append(note)
+                    b = b and p != previous
+            offs.sort()
+            _put_notes(body, b, len(ons) // 2, bytes(ons), offs)
+            s_all = s_all and b and s_on
         pressure = self.pressure
         if pressure is not None and pressure[0] >= oldest:
             toc |= TOC_T
