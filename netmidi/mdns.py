@@ -25,11 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import ifaddr  # installed with zeroconf
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from netmidi.badinput import BadInput
@@ -58,8 +59,6 @@ class DiscoveredSession:
 
 def host_adapters() -> list[tuple[str, list[str]]]:
     """The machine's interfaces and addresses (IPv6 with a ``%index`` scope where link-local)."""
-    import ifaddr  # a dependency of zeroconf
-
     adapters = []
     for adapter in ifaddr.get_adapters():
         addresses = []
@@ -197,8 +196,6 @@ class _ThreadEngine:
         return self._call(self._zc.get_service_info, SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS)
 
     def browse(self, handler: Callable[..., None]) -> None:
-        from zeroconf import ServiceBrowser
-
         self._browser = ServiceBrowser(self._zc, SERVICE_TYPE, handlers=[handler])
 
     def close(self) -> Deferred[None]:
