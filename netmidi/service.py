@@ -9,7 +9,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from netmidi.backend import Event, Instance
+from netmidi.backend import Event, Instance, Reactor
 from netmidi.show import Show
 
 # How many times an event may pass through echoing instances (loopback) before it is cut:
@@ -20,9 +20,10 @@ MAX_HOPS = 16
 class NetmidiService(MultiService):
     log = Logger()
 
-    def __init__(self, show: Show) -> None:
+    def __init__(self, show: Show, reactor: Reactor) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.show = show
+        self.reactor = reactor
         self.router = show.router
         self.loops_cut = 0
         self.send_failures = 0
@@ -62,6 +63,10 @@ class NetmidiService(MultiService):
         for warning in self.show.warnings:
             self.log.warn("{warning}", warning=warning)
         super().startService()  # type: ignore[no-untyped-call]
+        # Said once the reactor runs: from then on SIGTERM/SIGINT give a clean stop.
+        self.reactor.callLater(0, self._announce_running)
+
+    def _announce_running(self) -> None:
         self.log.info(
             "netmidi running {files}: {backends} backends, {instances} instances, {routes} routes",
             files=", ".join(self.show.files),

@@ -37,6 +37,7 @@ class _Builder:
         self.errors: list[str] = []
         self.backends: dict[str, Backend] = {}
         self.instances: dict[str, Instance] = {}
+        self.broken_backends: set[str] = set()  # reported once, not again for each instance
 
     def error(self, where: Where, key: str, message: str) -> None:
         self.errors.append(error_line(where, key, message))
@@ -62,12 +63,13 @@ class _Builder:
             self.error(where, key, str(error))
             return None
 
-    def make_backend(self, name: str) -> Backend | None:
-        if name in self.backends:
-            return self.backends[name]
-        where = self.document.backend_where.get(name, Where(self.document.files[0], 0))
+    def make_backend(self, name: str, used_at: Where | None = None) -> Backend | None:
+        if name in self.backends or name in self.broken_backends:
+            return self.backends.get(name)
+        where = self.document.backend_where.get(name) or used_at or Where(self.document.files[0], 0)
         cls = self.backend_class(name, where, f"backends.{name}")
         if cls is None:
+            self.broken_backends.add(name)
             return None
         given = self.document.backends.get(name, {})
         parsed, errors = parse_options(
@@ -75,6 +77,7 @@ class _Builder:
         )
         self.option_errors(f"backends.{name}", given, errors, where)
         if errors:
+            self.broken_backends.add(name)
             return None
         backend = cls(self.reactor, parsed)
         self.backends[name] = backend
@@ -102,7 +105,7 @@ class _Builder:
                     f" expected one of: {', '.join(BACKEND_MODULES)}",
                 )
                 continue
-            backend = self.make_backend(backend_name)
+            backend = self.make_backend(backend_name, options["backend"].where)
             if backend is None:
                 continue
             given = {k: v for k, v in options.items() if k != "backend"}
@@ -156,12 +159,16 @@ class _Builder:
                 self.error(item.where, "map", str(error))
                 continue
             resolved: dict[str, tuple[Instance, Any]] = {}
+            failed: set[str] = set()  # one error per instance and line, not one per channel
             for spec in dict.fromkeys([*line.left, *line.right]):
+                if spec.partition(".")[0] in failed:
+                    continue
                 channel = self.channel(spec, item.where)
                 if channel is None:
-                    break  # one error per line: the rest of its specs would repeat it
-                resolved[spec] = channel
-            else:
+                    failed.add(spec.partition(".")[0])
+                else:
+                    resolved[spec] = channel
+            if not failed:
                 for left, right in pairs:
                     (li, lc), (ri, rc) = resolved[left], resolved[right]
                     if line.left_to_right:

@@ -155,8 +155,13 @@ class _FileReader:
             problem = error.problem or error.context or "invalid YAML"
             self.errors.append(error_line(Where(display, line), "", f"YAML syntax: {problem}"))
             return
+        except yaml.reader.ReaderError as error:
+            line = text.count("\n", 0, error.position) + 1
+            problem = f"special character U+{error.character:04X} is not allowed"
+            self.errors.append(error_line(Where(display, line), "", f"YAML syntax: {problem}"))
+            return
         except yaml.YAMLError as error:
-            self.errors.append(f"{display}: YAML syntax: {error}")
+            self.errors.append(f"{display}: YAML syntax: {str(error).splitlines()[0]}")
             return
         self.stack.append(display)
         self.document.files.append(display)
@@ -265,7 +270,7 @@ def _override_value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return text if isinstance(value, (dict, list)) or value is None and text.strip() else value
+    return text if value is None and text.strip() else value
 
 
 def apply_overrides(

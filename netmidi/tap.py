@@ -74,10 +74,11 @@ def _exit_zero_after_signal(reactor: Any) -> None:
 
 def makeService(options: dict[str, Any]) -> MultiService:
     """The netmidi service for a show checked in ``Options.postOptions``."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installed_reactor
 
     from netmidi.service import NetmidiService
 
+    reactor: Any = installed_reactor
     show = options.show  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger("after", "shutdown", _exit_zero_after_signal, reactor)
-    return NetmidiService(show)
+    return NetmidiService(show, reactor)

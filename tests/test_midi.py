@@ -17,7 +17,13 @@ from netmidi.testing.midi import FakeMidiApi
 from netmidi.values import Value
 
 try:
-    from netmidi.backends.midi import MidiBackend, MidiInstance, MidiPortMissing, match_port
+    from netmidi.backends.midi import (
+        MidiBackend,
+        MidiInstance,
+        MidiPortMissing,
+        _Poller,
+        match_port,
+    )
 except ImportError as error:
     raise SkipTest(str(error)) from None
 
@@ -289,3 +295,48 @@ class ThreadHandOverTests(TestCase):
         expected = [(f"ch{(n >> 14) % 16}.cc{(n >> 7) & 0x7F}", n & 0x7F) for n in range(count)]
         self.assertEqual(received, expected)
         self.assertLess(len(batches), count // 10)
+
+
+class QueuedPort:
+    """Stands in for an rtmidi input port in queue mode (no callback): ``get_message``."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[list[int], float]] = []
+        self.lock = threading.Lock()
+
+    def push(self, message: list[int]) -> None:
+        with self.lock:
+            self.queue.append((message, 0.0))
+
+    def get_message(self) -> tuple[list[int], float] | None:
+        with self.lock:
+            return self.queue.pop(0) if self.queue else None
+
+
+class PollerTests(TestCase):
+    """The thread that reads JACK input queues: order kept, nothing read after removal."""
+
+    async def test_order_and_removal(self) -> None:
+        poller = _Poller((0.0005, 0.002, 0.05))
+        self.addCleanup(poller.stop)
+        port, other = QueuedPort(), QueuedPort()
+        got: list[tuple[str, list[int]]] = []
+        poller.add(port, lambda message: got.append(("a", message)))
+        poller.add(other, lambda message: got.append(("b", message)))
+        for n in range(1000):
+            port.push([0xB0, 1, n % 128])
+        other.push([0x90, 1, 1])
+        for _ in range(200):
+            if len(got) == 1001:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(
+            [m for source, m in got if source == "a"], [[0xB0, 1, n % 128] for n in range(1000)]
+        )
+        self.assertIn(("b", [0x90, 1, 1]), got)
+        await deferLater(reactor, 0.1, lambda: None)  # idle: the poller slows down
+        poller.remove(port)
+        port.push([0xB0, 2, 2])
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(len(got), 1001)
+        self.assertEqual(len(port.queue), 1)

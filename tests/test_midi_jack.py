@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,8 +13,10 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from netmidi.backend import Event, Instance
 from netmidi.options import parse_options
+from netmidi.testing.daemon import start_daemon
 from netmidi.testing.jack import JackDummy, JackPeer, JackUnavailable
 from netmidi.values import Value
+from tests.showfiles import write_show
 
 try:
     from netmidi.backends.midi import MidiBackend, MidiInstance
@@ -28,7 +32,9 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     raise AssertionError("timed out")
 
 
-class JackTests(TestCase):
+class JackCase(TestCase):
+    """A private JACK server for the class, and a peer program's ports for each test."""
+
     server: JackDummy
 
     @classmethod
@@ -47,6 +53,13 @@ class JackTests(TestCase):
         self.peer = JackPeer("peer")
         self.addCleanup(self.peer.close)
 
+    async def arrived(self, count: int) -> list[list[int]]:
+        await wait_for(lambda: len(self.peer.received) >= count)
+        await deferLater(reactor, 0.05, lambda: None)  # nothing more should come
+        return [message for _, message in self.peer.received]
+
+
+class JackTests(JackCase):
     async def start(self, **options: Any) -> tuple[MidiBackend, MidiInstance, list[Event]]:
         """Start a backend with one instance; give JACK a moment to make the connections."""
         parsed, errors = parse_options(
@@ -166,3 +179,55 @@ class JackTests(TestCase):
         sender.send_message([0xB0, 1, 99])
         await wait_for(lambda: len(received) == 1)
         self.assertEqual((str(received[0][0]), received[0][1].raw), ("ch0.cc1", 99))
+
+
+THROUGH_THE_DAEMON = """
+backends:
+  midi: {api: jack, rescan: 0.2}
+instances:
+  keys: {backend: midi, read: peer-tx}
+  loop: {backend: loopback}
+  synth: {backend: midi, write: peer-rx, epn-tx: short}
+map:
+  - keys.ch0.note{0..127} > loop.note{0..127}
+  - loop.note{0..127} > synth.ch1.cc{0..127}
+  - keys.ch0.pitch > loop.bend
+  - loop.bend > synth.ch2.nrpn900
+  - keys.ch3.nrpn5 > synth.ch4.pitch
+"""
+
+
+class DaemonTests(JackCase):
+    """``twistd netmidi`` routing midi -> loopback -> midi between a peer's two JACK ports."""
+
+    timeout = 60
+
+    async def test_route_through_the_daemon(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        write_show(directory, THROUGH_THE_DAEMON)
+        daemon = start_daemon(reactor, "-c", "show.yaml", cwd=directory)
+        self.addCleanup(daemon.ensure_stopped)
+        await daemon.wait_for(reactor, "midi keys: input port peer-tx:midi open")
+        await daemon.wait_for(reactor, "midi synth: output port peer-rx:midi open")
+        await daemon.wait_for(reactor, "netmidi running")
+        await deferLater(reactor, 0.3, lambda: None)
+
+        self.peer.send([0x90, 60, 100])
+        self.assertEqual(await self.arrived(1), [[0xB1, 60, 100]])
+        self.peer.received.clear()
+        self.peer.send([0x80, 60, 64])
+        self.assertEqual(await self.arrived(1), [[0xB1, 60, 0]])
+        self.peer.received.clear()
+        # 14 bits in, 14 bits out, through a loopback channel: exact.
+        self.peer.send([0xE0, 0x01, 0x40])
+        self.assertEqual(
+            await self.arrived(4), [[0xB2, 99, 7], [0xB2, 98, 4], [0xB2, 6, 0x40], [0xB2, 38, 1]]
+        )
+        self.peer.received.clear()
+        for message in ([0xB3, 99, 0], [0xB3, 98, 5], [0xB3, 6, 0x7F], [0xB3, 38, 0x7E]):
+            self.peer.send(message)
+        self.assertEqual(await self.arrived(1), [[0xE4, 0x7E, 0x7F]])
+
+        code = await daemon.stop(signal.SIGTERM)
+        self.assertEqual(code, 0)
+        self.assertNotIn("Traceback", daemon.output)

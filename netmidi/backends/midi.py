@@ -11,6 +11,8 @@ every ``rescan`` seconds and reopened when it comes back.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -82,17 +84,81 @@ ApiFactory = Callable[[str, str], MidiApi]
 """Opens a MIDI API by option name (``alsa``, ``jack``, ...) for a client name."""
 
 
+JACK_POLL = (0.0005, 0.002, 1.0)
+"""Seconds between reads of JACK input ports: while input flows, when idle, and the idle time.
+
+JACK runs port callbacks on its realtime process thread. A Python callback there waits for the
+GIL, and a cycle that finishes late makes JACK drop or repeat MIDI events (an xrun). So for JACK,
+rtmidi queues input in C++ (no GIL) and a thread of ours takes it from the queue: every 0.5 ms
+while input flows, every 2 ms after a second without input (so an idle daemon wakes 500 rather
+than 2,000 times a second; the first event after a pause waits at most 2 ms).
+"""
+
+JACK_QUEUE = 16384
+"""rtmidi's input queue per JACK port, in messages: many polls' worth even at 30,000 events/s."""
+
+
+class _Poller:
+    """Takes queued input from rtmidi ports on one thread of ours and passes it on in order."""
+
+    def __init__(self, intervals: tuple[float, float, float]) -> None:
+        self._fast, self._slow, self._idle = intervals
+        self._ports: dict[Any, Deliver] = {}
+        self._lock = threading.Lock()  # held while reading, so a port is never read as it closes
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, port: Any, deliver: Deliver) -> None:
+        with self._lock:
+            self._ports[port] = deliver
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="netmidi JACK input", daemon=True
+            )
+            self._thread.start()
+
+    def remove(self, port: Any) -> None:
+        with self._lock:
+            self._ports.pop(port, None)
+
+    def _run(self) -> None:
+        interval = self._fast
+        last_input = time.monotonic()
+        while not self._stop.wait(interval):
+            got = False
+            with self._lock:
+                for port, deliver in self._ports.items():
+                    event = port.get_message()
+                    while event is not None:
+                        got = True
+                        deliver(event[0])
+                        event = port.get_message()
+            if got:
+                last_input, interval = time.monotonic(), self._fast
+            elif interval is self._fast and time.monotonic() - last_input > self._idle:
+                interval = self._slow
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
 class _RtInput:
     """An open rtmidi port; closing it also takes it off its API's list of open ports."""
 
-    def __init__(self, port: Any, open_ports: list[Any]) -> None:
+    def __init__(self, port: Any, open_ports: list[Any], poller: _Poller | None = None) -> None:
         self._port = port
         self._open_ports = open_ports
+        self._poller = poller
         open_ports.append(port)
 
     def close(self) -> None:
         self._open_ports.remove(self._port)
-        if isinstance(self._port, rtmidi.MidiIn):
+        if self._poller is not None:
+            self._poller.remove(self._port)
+        elif isinstance(self._port, rtmidi.MidiIn):
             self._port.cancel_callback()
         self._port.close_port()
         self._port.delete()
@@ -122,6 +188,8 @@ class RtMidiApi:
         self._open: dict[type, list[Any]] = {rtmidi.MidiIn: [], rtmidi.MidiOut: []}
         self._scanners: dict[type, Any] = {}
         self.input_ports()  # an unusable API (no ALSA sequencer, no JACK server) fails here
+        self._api = self._scanners[rtmidi.MidiIn].get_current_api()
+        self._poller = _Poller(JACK_POLL) if self._api == rtmidi.API_UNIX_JACK else None
 
     def _ports(self, kind: type) -> list[str]:
         open_ports = self._open[kind]
@@ -141,16 +209,20 @@ class RtMidiApi:
         return self._ports(rtmidi.MidiOut)
 
     def open_input(self, index: int | None, name: str, deliver: Deliver) -> MidiInputPort:
-        port = rtmidi.MidiIn(self._api, self._client)
+        queue = JACK_QUEUE if self._poller is not None else 1024
+        port = rtmidi.MidiIn(self._api, self._client, queue_size_limit=queue)
         try:
             port.ignore_types(sysex=False, timing=False, active_sense=False)
-            port.set_callback(lambda event, _data: deliver(event[0]))
+            if self._poller is None:
+                port.set_callback(lambda event, _data: deliver(event[0]))
             self._open_port(port, index, name)
         except BaseException:
             port.delete()
             raise
+        if self._poller is not None:
+            self._poller.add(port, deliver)
         self._drop_scanner(rtmidi.MidiIn)
-        return _RtInput(port, self._open[rtmidi.MidiIn])
+        return _RtInput(port, self._open[rtmidi.MidiIn], self._poller)
 
     def open_output(self, index: int | None, name: str) -> MidiOutputPort:
         port = rtmidi.MidiOut(self._api, self._client)
@@ -175,6 +247,8 @@ class RtMidiApi:
             scanner.delete()
 
     def close(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
         for scanner in self._scanners.values():
             scanner.delete()
         self._scanners.clear()

@@ -65,6 +65,12 @@ class DaemonProcess(ProcessProtocol):
         waiting.addTimeout(timeout, reactor)
         return waiting
 
+    def ensure_stopped(self) -> Deferred[int | None]:
+        """For test clean-up: kill the daemon if it still runs, fire when it has gone."""
+        if not self.exit_code.called:
+            return self.stop(signal.SIGKILL)
+        return self.exit_code
+
     def stop(self, sig: int = signal.SIGTERM) -> Deferred[int | None]:
         """Signal the daemon (SIGTERM by default); fires with its exit status."""
         transport: Any = self.transport  # IProcessTransport; zope interfaces confuse mypy

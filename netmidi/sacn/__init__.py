@@ -1,0 +1,1 @@
+"""sACN session logic that is neither wire format nor socket: merging receivers, send scheduling."""

@@ -1,0 +1,1 @@
+"""Sans-IO session state machines: they are told the time and say what to send."""
