@@ -40,7 +40,12 @@ TICK = os.sysconf("SC_CLK_TCK")
 SHOW = """\
 instances:
   inp: {{backend: rtpmidi, mode: direct, bind: "{local} {inp}"}}
-  out: {{backend: rtpmidi, mode: direct, bind: "{local} 0", peer: "{local} {sink}"}}
+  out:
+    backend: rtpmidi
+    mode: direct
+    bind: "{local} 0"
+    peer: "{local} {sink}"
+    journal: {journal}
   probe: {{backend: rtpmidi, mode: direct, bind: "{local} {probe}"}}
   probeout: {{backend: rtpmidi, mode: direct, bind: "{local} 0", peer: "{local} {probesink}"}}
 map:
@@ -112,7 +117,7 @@ class Daemon:
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, journal: str) -> None:
         self.sink, self.probesink = udp(), udp()
         self.sender = udp()
         ports = [udp() for _ in range(2)]
@@ -120,6 +125,7 @@ class Bench:
         for p in ports:
             p.close()
         self.sequence = 0
+        self.probe_sequence = 0  # RTP sequence numbers count per stream: receivers drop repeats
         self.directory = tempfile.TemporaryDirectory()
         show = Path(self.directory.name) / "bench.yaml"
         show.write_text(
@@ -129,6 +135,7 @@ class Bench:
                 probe=self.probe,
                 sink=self.sink.getsockname()[1],
                 probesink=self.probesink.getsockname()[1],
+                journal=journal,
             )
         )
         self.daemon = Daemon(show, Path(self.directory.name) / "daemon.log")
@@ -136,12 +143,16 @@ class Bench:
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            self.sender.sendto(packet(0, [(0, 1)]), (LOCAL, self.probe))
+            self.sender.sendto(packet(self.next_probe(), [(0, 1)]), (LOCAL, self.probe))
             if select.select([self.probesink], [], [], 0.2)[0]:
                 self.drain(self.probesink)
                 return
         log = (Path(self.directory.name) / "daemon.log").read_text()
         raise SystemExit(f"the daemon did not answer:\n{log}")
+
+    def next_probe(self) -> int:
+        self.probe_sequence += 1
+        return self.probe_sequence
 
     @staticmethod
     def drain(sock: socket.socket) -> list[tuple[float, bytes]]:
@@ -185,11 +196,11 @@ class Bench:
             while (not rate or now >= next_send) and burst < 64:
                 tag = (tag + 1) & 0x3FFF
                 ccs = [(tag & 0x7F, tag >> 7)] + [(k, k) for k in range(1, per_packet)]
-                self.sequence += 1
                 try:
-                    self.sender.sendto(packet(self.sequence, ccs), target)
+                    self.sender.sendto(packet(self.sequence + 1, ccs), target)
                 except BlockingIOError:
                     break
+                self.sequence += 1
                 sent_at[tag] = time.perf_counter()
                 sent += per_packet
                 next_send += 1 / rate if rate else 0
@@ -197,7 +208,8 @@ class Bench:
             if probe_every and now >= next_probe:
                 probe_tag = tag ^ 0x2000
                 self.sender.sendto(
-                    packet(0, [(probe_tag & 0x7F, probe_tag >> 7)]), (LOCAL, self.probe)
+                    packet(self.next_probe(), [(probe_tag & 0x7F, probe_tag >> 7)]),
+                    (LOCAL, self.probe),
                 )
                 probe_at[probe_tag] = time.perf_counter()
                 next_probe += probe_every
@@ -266,16 +278,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each sustained run")
+    parser.add_argument(
+        "--journal", choices=("on", "off"), default="on", help="the output instance's journal"
+    )
     arguments = parser.parse_args()
     if os.environ.get("NETMIDI_NETLAB") != "1":
         raise SystemExit(
             "run me inside the network lab: ../../shared/netlab -- python bench/rtpmidi.py"
         )
-    bench = Bench()
+    bench = Bench(arguments.journal)
     try:
         bench.wait_ready()
         seconds = 1.5 if arguments.quick else arguments.seconds
-        print(f"rtpmidi bench: daemon pid {bench.daemon.process.pid}, {seconds:.1f} s per run")
+        print(
+            f"rtpmidi bench: daemon pid {bench.daemon.process.pid}, {seconds:.1f} s per run,"
+            f" recovery journal {arguments.journal} on the output"
+        )
         for per_packet, rates, target in (
             (1, [5000, 10000, 15000, 20000, 25000, 30000, 40000], 20000),
             (16, [40000, 80000, 100000, 120000, 160000, 200000], 100000),

@@ -48,9 +48,14 @@ JOIN_TIMEOUT: Final = 10.0
 SYNC_BURST: Final = 3
 SYNC_BURST_INTERVAL: Final = 1.0
 SYNC_INTERVAL: Final = 10.0
-SYNC_TIMEOUT: Final = 60.0
-"""Apple: the initiator must resync at least every 60 s, or the responder may assume it died."""
+SYNC_TIMEOUT: Final = 61.0
+"""Apple: the initiator must resync at least every 60 s, or the responder may assume it died.
+
+One second of grace, as Arduino's listener has, for initiators that resync at exactly 60 s.
+"""
 FEEDBACK_DELAY: Final = 1.0
+KNOWN_SSRCS: Final = 4
+"""SSRCs remembered per peer: enough for every quirk seen, bounded against a hostile member."""
 TICKS_PER_SECOND: Final = 10_000
 _U64: Final = (1 << 64) - 1
 
@@ -82,8 +87,8 @@ class Peer:
     """Re-invited whenever the session is lost (a ``peer`` option or a discovered name)."""
     name: str | None = None
     ssrc: int | None = None
-    ssrcs: set[int] = field(default_factory=set)
-    """Every SSRC the peer used (pymidi uses one on the control port, another on data)."""
+    ssrcs: list[int] = field(default_factory=list)
+    """The last SSRCs the peer used (pymidi uses one on the control port, another on data)."""
     attempts: int = 0
     due: float = 0.0
     """When :meth:`Session.poll` must next look at this peer."""
@@ -103,6 +108,13 @@ class Peer:
     bitrate_limit: int | None = None
     context: object = None
     """Free for the caller (e.g. the peer's journal receiver or SysEx assembler)."""
+
+    def use_ssrc(self, ssrc: int) -> None:
+        """The peer now sends as ``ssrc``; a few earlier ones stay known (for BY), no more."""
+        self.ssrc = ssrc
+        if ssrc not in self.ssrcs:
+            self.ssrcs.append(ssrc)
+            del self.ssrcs[:-KNOWN_SSRCS]
 
     @property
     def host(self) -> str:
@@ -264,8 +276,7 @@ class Session:
         if peer is None:
             return None
         if ssrc != peer.ssrc:
-            peer.ssrc = ssrc
-            peer.ssrcs.add(ssrc)
+            peer.use_ssrc(ssrc)
         peer.received = sequence
         if peer.feedback_due is None:
             peer.feedback_due = now + FEEDBACK_DELAY
@@ -293,8 +304,10 @@ class Session:
                 Ignored(source, "invitation not accepted (see join)", f"session {command.name!r}"),
             ]
         outputs: list[Output] = []
-        if peer is not None:  # the peer restarted, or invited us while we invited it
-            outputs += self._drop(peer, "invited again", now, None, False)
+        if peer is not None and peer.state is State.CONNECTED:
+            outputs += self._drop(peer, "the peer restarted the session", now, None, False)
+        elif peer is not None:  # it invited us while we invited it: its invitation wins
+            self._forget(peer)
         elif len(self.peers) >= self.max_peers:
             return [
                 Transmit(CONTROL, source, Exchange(REJECT, command.token, self.ssrc, self.name)),
@@ -309,7 +322,7 @@ class Session:
             configured=configured,
             name=command.name,
             ssrc=command.ssrc,
-            ssrcs={command.ssrc},
+            ssrcs=[command.ssrc],
             due=now + JOIN_TIMEOUT,
         )
         self.peers.append(peer)
@@ -324,8 +337,7 @@ class Session:
             if peer.state is State.CONNECTED:
                 return [Transmit(DATA, source, reply)]  # our OK was lost; say it again
             peer.data = source
-            peer.ssrcs.add(command.ssrc)
-            peer.ssrc = command.ssrc
+            peer.use_ssrc(command.ssrc)
             peer.name = command.name or peer.name
             return [Transmit(DATA, source, reply), *self._connect(peer, now)]
         return [
@@ -338,8 +350,7 @@ class Session:
         peer = self._find_token(command.token, source[0], initiator=True)
         if peer is None:
             return [Ignored(source, "OK for no invitation of ours")]
-        peer.ssrcs.add(command.ssrc)
-        peer.ssrc = command.ssrc
+        peer.use_ssrc(command.ssrc)
         peer.name = command.name or peer.name
         if peer.state is State.INVITING_CONTROL:
             peer.state, peer.attempts, peer.due = State.INVITING_DATA, 0, now

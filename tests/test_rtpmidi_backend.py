@@ -22,6 +22,7 @@ from netmidi.codec import applemidi, rtpmidi
 from netmidi.codec.applemidi import Exchange, Sync
 from netmidi.codec.midi import parse_midi_channel
 from netmidi.options import parse_options
+from netmidi.show import load_show
 from netmidi.testing.pcap import tshark_available, tshark_fields, write_pcap
 from netmidi.values import Value
 
@@ -348,6 +349,22 @@ class OptionTests(BackendTestsBase):
         backend = RtpMidiBackend(reactor, {})
         backend.add_instance("d", options)
         self.assertEqual(backend.check(), ["d: 'join' only applies to mode: apple"])
+
+    def test_docs_example_loads(self) -> None:
+        """The show-file example on the options page is a valid show."""
+        page = Path(__file__).resolve().parent.parent / "docs" / "backends" / "rtpmidi.rst"
+        text = page.read_text().split("Example\n-------\n", 1)[1].split("::\n\n", 1)[1]
+        example = []
+        for line in text.splitlines():
+            if line and not line.startswith("    "):
+                break
+            example.append(line[4:])
+        with tempfile.TemporaryDirectory() as directory:
+            show_file = Path(directory) / "show.yaml"
+            show_file.write_text("\n".join(example))
+            show = load_show(str(show_file), reactor)
+        self.assertEqual(sorted(show.instances), ["daw", "ipad", "monster"])
+        self.assertEqual(len(show.router.routes), 17)
 
     def test_channels(self) -> None:
         options, _ = parse_options(RtpMidiBackend.instance_options, {"mode": "direct"})

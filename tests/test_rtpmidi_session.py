@@ -273,10 +273,21 @@ class SyncTests(SessionTestsBase):
         self.wire.drop_to = {B_DATA}
         self.wire.run(SYNC_TIMEOUT + 0.5)
         reasons = [d.reason for d in self.wire.events("a", Disconnected)]
-        self.assertEqual(reasons, ["no clock sync for 60 s"])
+        self.assertEqual(reasons, ["no clock sync for 61 s"])
         self.wire.drop_to = set()
         self.wire.run(2)
         self.assertEqual(self.a.peers[0].state, State.CONNECTED)
+
+    def test_resync_at_exactly_60_s_tolerated(self) -> None:
+        """An initiator that syncs every 60 s (the Apple maximum) keeps its session."""
+        self.connect()
+        peer = self.b.peers[0]
+        for _ in range(5):
+            self.clock.advance(60)
+            now = self.clock.seconds()
+            self.assertEqual(self.b.poll(now), [])
+            self.b.received(DATA, Sync(SSRC_A, 0, (1, 0, 0)), A_DATA, now)
+        self.assertEqual(self.b.members(), [peer])
 
     def test_unsolicited_ck0_answered(self) -> None:
         """node-rtpmidi starts its own CK0 as responder: the initiator still answers it."""
@@ -363,7 +374,7 @@ class QuirkTests(SessionTestsBase):
         out = self.a.received(DATA, Exchange(b"OK", 0x33333333, 0xBBBB, "py"), B_DATA, 0)
         self.assertIsInstance(out[0], Connected)
         peer = self.a.peers[0]
-        self.assertEqual((peer.ssrc, peer.ssrcs), (0xBBBB, {0xAAAA, 0xBBBB}))
+        self.assertEqual((peer.ssrc, peer.ssrcs), (0xBBBB, [0xAAAA, 0xBBBB]))
         self.assertIs(self.a.rtp_received(B_DATA, 0xBBBB, 1, 0), peer)
         bye = self.a.received(CONTROL, Exchange(b"BY", 0, 0xAAAA), B_CONTROL, 0)
         self.assertIsInstance(bye[0], Disconnected)
@@ -376,6 +387,9 @@ class QuirkTests(SessionTestsBase):
         assert peer is not None
         self.assertEqual(peer.ssrc, 0x9999)
         self.assertIn(SSRC_B, peer.ssrcs)
+        for ssrc in range(100):  # a member cycling SSRCs cannot grow what is kept
+            self.a.rtp_received(B_DATA, ssrc, 11 + ssrc, self.clock.seconds())
+        self.assertEqual(peer.ssrcs, [96, 97, 98, 99])
 
     def test_answer_from_wrong_port(self) -> None:
         """node-rtpmidi's OKs may come from its other socket: matched by token and host."""
@@ -422,6 +436,7 @@ class QuirkTests(SessionTestsBase):
         self.assertEqual([p.state for p in self.b.peers], [State.CONNECTED])
         self.assertFalse(self.b.peers[0].initiator)
         self.assertTrue(self.b.peers[0].configured)
+        self.assertEqual(self.wire.events("b", Disconnected), [])
 
 
 class AdmissionTests(SessionTestsBase):

@@ -67,7 +67,7 @@ from netmidi.rtpmidi_discovery import GLOBAL_OPTIONS as DISCOVERY_OPTIONS
 from netmidi.rtpmidi_discovery import Discovery
 
 _RECEIVE_BUFFER = 4 << 20
-_READ_BUDGET = 8192
+_READ_BUDGET = 2048
 _PAIR_ATTEMPTS = 32
 
 
@@ -129,6 +129,8 @@ class RtpMidiInstance(Instance):
         self.journal: JournalSender | None = JournalSender(max_bytes=budget) if budget else None
         self.new_receiver: Callable[[], JournalReceiver] | None = JournalReceiver
         self.session: Session | None = None
+        self.sent = 0
+        """RTP packets sent so far (for status and tests)."""
         self._encoder = MidiEventEncoder(options["epn-tx"])
         self._marker = options["marker"] == "rfc"
         self._limit = options["max-packet"] - 14 - budget
@@ -201,6 +203,11 @@ class RtpMidiInstance(Instance):
         return DeferredList([succeed(p.stopListening()) for p in ports])
 
     @property
+    def started(self) -> bool:
+        """True once the instance's sockets are open (and until it stops)."""
+        return bool(self._ports)
+
+    @property
     def control_port(self) -> int:
         """The control port (apple mode) or the data port (direct mode), once started."""
         return int(self._ports[0].getHost().port)
@@ -244,8 +251,9 @@ class RtpMidiInstance(Instance):
         """A session announced itself (mDNS): invite it if ``invite`` names it (or is ``*``)."""
         if self.session is None or not ({name, "*"} & self._invite):
             return
-        self._discovered[control] = name
         self._apply(self.session.invite(control, self.reactor.seconds()))
+        if any(peer.control == control for peer in self.session.peers):
+            self._discovered[control] = name  # only sessions we took on (max-peers bounds it)
 
     def vanished(self, control: Address) -> None:
         """A discovered session withdrew its announcement: end the session with it."""
@@ -380,6 +388,7 @@ class RtpMidiInstance(Instance):
                     sock.sendto(datagram, destination)
                 except OSError as error:  # e.g. no route, or a full buffer: never crash
                     self.bad.drop(f"send failed: {os.strerror(error.errno or 0)}", destination)
+            self.sent += 1
         if self.session is not None:
             self.session.last_sent = self._sequence
 
@@ -567,7 +576,6 @@ class RtpMidiBackend(Backend):
         if apple and self.options.get("mdns") and self.discovery is None:
             self.discovery = Discovery(self, self.reactor, self.options, self.detect)
         super().startService()  # type: ignore[no-untyped-call]
-        listening: list[RtpMidiInstance] = []
         for instance in self.instances.values():
             assert isinstance(instance, RtpMidiInstance)
             try:
@@ -580,11 +588,8 @@ class RtpMidiBackend(Backend):
                     port=error.port,
                     reason=error.socketError,
                 )
-                continue
-            if instance in apple:
-                listening.append(instance)
         if self.discovery is not None:
-            self.discovery.start(listening)
+            self.discovery.start([instance for instance in apple if instance.started])
 
     def stopService(self) -> Deferred[Any]:
         stops = [i.stop() for i in self.instances.values() if isinstance(i, RtpMidiInstance)]
