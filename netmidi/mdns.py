@@ -25,11 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import ifaddr  # installed with zeroconf
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from netmidi.badinput import BadInput
@@ -37,6 +38,8 @@ from netmidi.badinput import BadInput
 SERVICE_TYPE = "_apple-midi._udp.local."
 EMPTY_TXT = b"\x00"  # one empty string: the DNS-SD form of "no keys" (RFC 6763 6.1)
 RESOLVE_TIMEOUT_MS = 3000
+MAX_SESSIONS = 256  # sessions kept track of; more announcements are dropped and counted
+MAX_RESOLVING = 16  # resolve queries at once
 
 Adapters = Sequence[tuple[str, Sequence[str]]]  # (interface name, its addresses)
 
@@ -56,8 +59,6 @@ class DiscoveredSession:
 
 def host_adapters() -> list[tuple[str, list[str]]]:
     """The machine's interfaces and addresses (IPv6 with a ``%index`` scope where link-local)."""
-    import ifaddr  # a dependency of zeroconf
-
     adapters = []
     for adapter in ifaddr.get_adapters():
         addresses = []
@@ -134,6 +135,14 @@ def zeroconf_interfaces(allowed: Sequence[str], adapters: Adapters) -> list[str 
     return list(dict.fromkeys(out))
 
 
+def instance_label(session: str, limit: int = 63) -> str:
+    """The session name as a DNS label: at most 63 UTF-8 bytes, cut at a character boundary."""
+    data = session.encode("utf-8")
+    if len(data) <= limit:
+        return session
+    return data[:limit].decode("utf-8", "ignore").rstrip()
+
+
 def session_from_info(
     name: str, port: int | None, addresses: Sequence[str], server: str | None
 ) -> DiscoveredSession:
@@ -187,8 +196,6 @@ class _ThreadEngine:
         return self._call(self._zc.get_service_info, SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS)
 
     def browse(self, handler: Callable[..., None]) -> None:
-        from zeroconf import ServiceBrowser
-
         self._browser = ServiceBrowser(self._zc, SERVICE_TYPE, handlers=[handler])
 
     def close(self) -> Deferred[None]:
@@ -287,6 +294,7 @@ class MdnsService(Service):
         self._ready: Deferred[None] | None = None
         self._allowed: list[str] = []
         self._inflight: set[Deferred[None]] = set()
+        self._resolving: set[str] = set()  # names being resolved (bounded: a flood is dropped)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -302,11 +310,12 @@ class MdnsService(Service):
             return
         interfaces = zeroconf_interfaces(allowed, adapters) if self.interfaces else None
         self._allowed = allowed
+        engine: Deferred[Any]
         if _is_asyncio_reactor(self.reactor):
-            ready = _AsyncioEngine.create(interfaces).addCallback(self._started)
+            engine = _AsyncioEngine.create(interfaces)
         else:
-            ready = succeed(_ThreadEngine(self.reactor, interfaces)).addCallback(self._started)
-        self._ready = ready.addErrback(self._failed)
+            engine = maybeDeferred(lambda: _ThreadEngine(self.reactor, interfaces))
+        self._ready = engine.addCallback(self._started).addErrback(self._failed)
 
     def _started(self, engine: _Engine) -> None:
         self._engine = engine
@@ -362,14 +371,27 @@ class MdnsService(Service):
                 bound=", ".join(bound),
             )
             return succeed(session)
-        info = ServiceInfo(
-            SERVICE_TYPE,
-            f"{session}.{SERVICE_TYPE}",
-            port=port,
-            properties=EMPTY_TXT,
-            server=f"{self.host_name}.local.",
-            parsed_addresses=addresses,
-        )
+        label = instance_label(session)
+        if label != session:
+            self.log.warn(
+                "mdns: session name {session!r} is longer than DNS allows; announced as {label!r}",
+                session=session,
+                label=label,
+            )
+        try:
+            info = ServiceInfo(
+                SERVICE_TYPE,
+                f"{label}.{SERVICE_TYPE}",
+                port=port,
+                properties=EMPTY_TXT,
+                server=f"{self.host_name}.local.",
+                parsed_addresses=addresses,
+            )
+        except Exception as error:  # zeroconf's name checks: a bad name must not stop the show
+            self.log.error(
+                "mdns: cannot announce {session!r}: {error}", session=session, error=error
+            )
+            return succeed(session)
         full = info.name
         self._own.add(full.lower())
 
@@ -398,7 +420,11 @@ class MdnsService(Service):
             self._inflight.discard(inflight)
             return result
 
-        return inflight.addBoth(done).addCallback(registered)
+        def failed(failure: Any) -> str:
+            self.log.failure("mdns: announcing {session!r} failed", failure, session=session)
+            return session
+
+        return inflight.addBoth(done).addCallbacks(registered, failed)
 
     # -- browsing ---------------------------------------------------------------------------
 
@@ -426,9 +452,23 @@ class MdnsService(Service):
                 for _, on_removed in self._listeners:
                     on_removed(session.name)
             return
+        if name in self._resolving:
+            return  # the answer on its way covers this change too
+        if name not in self.discovered and len(self.discovered) >= MAX_SESSIONS:
+            self.bad.drop(f"more than {MAX_SESSIONS} sessions announced; ignored", source=name)
+            return
+        if len(self._resolving) >= MAX_RESOLVING:
+            self.bad.drop("too many announcements at once; ignored", source=name)
+            return
+        self._resolving.add(name)
         d = self._engine.resolve(name)
+        d.addBoth(self._unresolving, name)
         d.addCallback(self._resolved, name)
         d.addErrback(lambda f: self.bad.drop(f"cannot resolve: {f.getErrorMessage()}", name))
+
+    def _unresolving(self, result: Any, name: str) -> Any:
+        self._resolving.discard(name)
+        return result
 
     def _resolved(self, info: ServiceInfo | None, name: str) -> None:
         if name.lower() in self._own:

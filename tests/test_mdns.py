@@ -11,18 +11,20 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zeroconf import ServiceInfo, ServiceStateChange
 
 from netmidi.mdns import (
     EMPTY_TXT,
+    MAX_RESOLVING,
     SERVICE_TYPE,
     DiscoveredSession,
     MdnsService,
     _zeroconf_args,
     announce_addresses,
+    instance_label,
     select_addresses,
     session_from_info,
 )
@@ -184,6 +186,20 @@ class BrowseLogicTests(SynchronousTestCase):
         self.assertEqual(self.events, [])
         self.assertEqual(self.service.bad.total, 2)
 
+    def test_flood_is_bounded(self) -> None:
+        """Announcements beyond the limits are dropped and counted, not resolved or kept."""
+        pending: list[Deferred[ServiceInfo | None]] = []
+        self.engine.resolve = lambda name: pending.append(Deferred()) or pending[-1]  # type: ignore[method-assign]
+        for index in range(MAX_RESOLVING + 5):
+            self.service._changed(f"s{index}.{SERVICE_TYPE}", ServiceStateChange.Added)
+        self.service._changed(f"s0.{SERVICE_TYPE}", ServiceStateChange.Updated)
+        self.assertEqual(len(pending), MAX_RESOLVING)
+        self.assertEqual(self.service.bad.total, 5)
+        for index, d in enumerate(pending):
+            d.callback(info(f"s{index}", 5004, ["10.0.0.5"]))
+        self.assertEqual(len(self.events), MAX_RESOLVING)
+        self.assertEqual(self.service._resolving, set())
+
     def test_announce_and_ignore_own(self) -> None:
         """Our announcement: control port, empty TXT, allowed addresses; never reported back."""
         names: list[str] = []
@@ -197,6 +213,24 @@ class BrowseLogicTests(SynchronousTestCase):
         self.engine.infos[registered.name] = registered
         self.service._changed(registered.name, ServiceStateChange.Added)
         self.assertEqual(self.events, [])
+
+    def test_long_names_fit_a_dns_label(self) -> None:
+        """A session name over 63 UTF-8 bytes is announced cut at a character boundary."""
+        self.assertEqual(instance_label("short"), "short")
+        label = instance_label("Bühne " * 12)
+        self.assertLessEqual(len(label.encode()), 63)
+        self.assertTrue(("Bühne " * 12).startswith(label))
+        names: list[str] = []
+        self.service.announce("ü" * 40, 5004, ["0.0.0.0"]).addCallback(names.append)
+        self.assertEqual(names, ["ü" * 31])
+
+    def test_failed_registration_is_logged_not_raised(self) -> None:
+        """zeroconf giving up (say, no unique name) is logged; the show goes on."""
+        self.engine.register = lambda info: fail(RuntimeError("no unique name"))  # type: ignore[method-assign]
+        names: list[str] = []
+        self.service.announce("x", 5004, ["0.0.0.0"]).addCallback(names.append)
+        self.assertEqual(names, ["x"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_announce_before_start_waits(self) -> None:
         service = MdnsService(Clock(), host_name="show", adapters=lambda: ADAPTERS)

@@ -510,6 +510,15 @@ class ReceiverTests(SynchronousTestCase):
         self.assertEqual(result.lost, 2)
         self.assertEqual(result.messages, [b"\xb0\x08\x03", b"\x90\x3d\x5a"])
 
+    def test_odd_messages_pass_through(self) -> None:
+        """System messages, SysEx and even empty or short messages never upset either side."""
+        odd = [b"", b"\xf0\x01\xf7", b"\xf8", b"\x90", b"\xb0\x07", b"\xc0"]
+        sender, receiver = JournalSender(), JournalReceiver()
+        for seq in range(3):
+            data = sender.packet(seq, odd)
+            self.assertEqual(receiver.packet(seq, odd, data).messages, odd)
+        decode_journal(data)
+
     def test_late_packet_dropped(self) -> None:
         """A packet older than the last one (reordered or duplicated) is dropped."""
         receiver = JournalReceiver()

@@ -21,6 +21,9 @@ from tests.test_rtpmidi_backend import BackendTestsBase, Peer, free_even_port, r
 from tests.test_rtpmidi_interop import PEERS, InteropBase
 
 SHOW = """\
+backends:
+  rtpmidi:
+    mdns: off  # this test also runs outside the network lab: no multicast
 instances:
   a:
     backend: rtpmidi

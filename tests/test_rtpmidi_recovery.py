@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.application.service import MultiService
 from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
@@ -25,7 +26,9 @@ from netmidi.backend import Channel, Event, Instance
 from netmidi.backends.rtpmidi import RtpMidiBackend, RtpMidiInstance
 from netmidi.codec import rtpmidi
 from netmidi.codec.midi import parse_midi_channel
-from netmidi.options import parse_options
+from netmidi.mdns import DiscoveredSession
+from netmidi.options import HostPort, parse_options
+from netmidi.rtpmidi_discovery import Discovery, reachable
 from netmidi.testing.daemon import DaemonProcess, start_daemon
 from netmidi.values import Value
 from tests import test_rtpmidi_interop as interop
@@ -91,6 +94,56 @@ def start_backend(
 class RecoveryTestsBase(TestCase):
     def backend(self, global_options: dict[str, Any], **instances: dict[str, Any]) -> Any:
         return start_backend(self, global_options, **instances)
+
+
+class FakeInstance:
+    """An apple-mode instance as discovery sees it, recording what it is told."""
+
+    def __init__(self, name: str, bind: str, invite: list[str]) -> None:
+        self.name = self.title = name
+        self.options = {"bind": HostPort(bind, 0), "invite": invite}
+        self.calls: list[tuple[str, object]] = []
+
+    @property
+    def control_port(self) -> int:
+        return 5004
+
+    def discovered(self, name: str, control: tuple[str, int]) -> None:
+        self.calls.append(("discovered", (name, control)))
+
+    def vanished(self, control: tuple[str, int]) -> None:
+        self.calls.append(("vanished", control))
+
+
+class DiscoveryUnitTests(TestCase):
+    """Which address a discovered session is invited on, and what happens when it moves."""
+
+    def test_reachable(self) -> None:
+        session = DiscoveredSession("iPad", ("10.0.0.5", "fe80::5%2"), 5004, "ipad.local.")
+        self.assertEqual(reachable(session, "0.0.0.0"), "10.0.0.5")
+        self.assertEqual(reachable(session, "::"), "10.0.0.5")  # dual stack: IPv4 first
+        self.assertEqual(reachable(session, "::1"), "fe80::5%2")
+        v6_only = DiscoveredSession("x", ("fe80::5%2",), 5004, "")
+        self.assertIsNone(reachable(v6_only, "127.0.0.1"))
+
+    def test_moved_and_removed(self) -> None:
+        discovery = Discovery(MultiService(), Clock(), {"mdns-name": "t"})
+        v4 = FakeInstance("a", "0.0.0.0", ["*"])
+        v6 = FakeInstance("b", "::1", ["iPad"])
+        discovery.instances = [v4, v6]
+        discovery._added(DiscoveredSession("iPad", ("10.0.0.5",), 5004, ""))
+        discovery._added(DiscoveredSession("iPad", ("10.0.0.6",), 5004, ""))
+        discovery._removed("iPad")
+        self.assertEqual(
+            v4.calls,
+            [
+                ("discovered", ("iPad", ("10.0.0.5", 5004))),
+                ("vanished", ("10.0.0.5", 5004)),
+                ("discovered", ("iPad", ("10.0.0.6", 5004))),
+                ("vanished", ("10.0.0.6", 5004)),
+            ],
+        )
+        self.assertEqual(v6.calls, [])  # no IPv6 address to reach it on
 
 
 class DiscoveryLabTests(RecoveryTestsBase):
@@ -235,7 +288,7 @@ class LossTests(RecoveryTestsBase):
             "dropped_events": relay.dropped_events,
             "lost": source.receiver.lost,
             "repaired": source.receiver.repaired,
-            "packets": a.sent,
+            "packets": relay.forwarded + relay.dropped,
             "want": final_state([sent]),
             "have": final_state([got]),
         }

@@ -32,7 +32,6 @@ PARAMETER_CONTROLLERS = frozenset({6, 38, 96, 97, 98, 99, 100, 101})
 # Channel mode controllers after which no note sounds (All Sound Off, All Notes Off, Omni, Mono,
 # Poly): the journal reports the notes as off.
 NOTES_OFF_CONTROLLERS = frozenset({120, 123, 124, 125, 126, 127})
-PITCH_CENTRE = 0x2000
 NULL_PARAMETER = 0x3FFF  # 127/127 deselects the parameter
 
 
@@ -160,10 +159,7 @@ def _flag(bit: bool, mask: int) -> int:
 
 # Chapter encoders take plain tuples: the sender calls them straight from its state (they run
 # for every packet sent), the dataclass encoder below adapts the decoded form to them.
-ControllerTuple = tuple[int, int, bool]  # number, second octet (value, or 0x80|alt), S
 ParameterTuple = tuple[bool, int, int | None, int | None, bool]  # nrpn, number, msb, lsb, S
-NoteTuple = tuple[int, int, bool, bool]  # note, velocity, Y (play), S
-PressureTuple = tuple[int, int, bool, bool]  # note, pressure, X, S
 
 
 def _put_program(
@@ -210,9 +206,11 @@ def _put_parameters(
     out += body
 
 
-def _put_notes(out: bytearray, b: bool, logs: Sequence[NoteTuple], offs: Sequence[int]) -> None:
-    """Chapter N; ``offs`` ascending. No NoteOffs: LOW 15, HIGH 1 (0 with 128 logs)."""
-    count = len(logs)
+def _put_notes(out: bytearray, b: bool, count: int, logs: bytes, offs: Sequence[int]) -> None:
+    """Chapter N from its ``count`` encoded NoteOn logs and the NoteOffs ``offs`` (ascending).
+
+    No NoteOffs: LOW 15 and HIGH 1 (HIGH 0 with 128 logs, which LEN 127 then stands for).
+    """
     if offs:
         low, high = offs[0] >> 3, offs[-1] >> 3
         bits = bytearray(high - low + 1)
@@ -221,9 +219,7 @@ def _put_notes(out: bytearray, b: bool, logs: Sequence[NoteTuple], offs: Sequenc
     else:
         low, high, bits = 15, (0 if count == 128 else 1), bytearray()
     out += bytes((_flag(b, 0x80) | (127 if count == 128 else count), low << 4 | high))
-    for note, velocity, play, s in logs:
-        out.append(note | 0x80 if s else note)
-        out.append(velocity | 0x80 if play else velocity)
+    out += logs
     out += bits
 
 
@@ -244,10 +240,13 @@ def _encode_channel(cj: ChannelJournal) -> bytes:
         _put_program(body, p.s, p.program, p.bank_msb, p.bank_lsb, p.reset)
     if cj.controllers is not None:
         toc |= TOC_C
-        body.append(_flag(cj.controllers.s, 0x80) | (len(cj.controllers.logs) - 1))
-        for log in cj.controllers.logs:
-            second = log.value if log.value is not None else 0x80 | log.alt
-            body += bytes((_flag(log.s, 0x80) | log.number, second))
+        _put_logs(
+            body,
+            [
+                (log.number, log.value if log.value is not None else 0x80 | log.alt, log.s)
+                for log in cj.controllers.logs
+            ],
+        )
     if cj.parameters is not None:
         m = cj.parameters
         toc |= TOC_M
@@ -260,7 +259,12 @@ def _encode_channel(cj: ChannelJournal) -> bytes:
     if cj.notes is not None:
         n = cj.notes
         toc |= TOC_N
-        _put_notes(body, n.b, [(g.note, g.velocity, g.play, g.s) for g in n.logs], n.offs)
+        note_logs = bytes(
+            octet
+            for g in n.logs
+            for octet in (_flag(g.s, 0x80) | g.note, _flag(g.play, 0x80) | g.velocity)
+        )
+        _put_notes(body, n.b, len(n.logs), note_logs, n.offs)
     if cj.extras is not None:
         toc |= TOC_E
         body += cj.extras
@@ -561,12 +565,14 @@ class ChannelState:
         "updated",
         "version",
         "floor",
+        "history",
         "_logs_c",
         "_key",
         "_cached",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, history: bool = True) -> None:
+        self.history = history  # False for a receiver: values only, no journal to build
         self.program: tuple[int, int, int | None, int | None] | None = None  # packet, PC, bank
         self.controllers: dict[int, Item] = {}
         self.parameters: dict[tuple[bool, int], tuple[int, int | None, int | None]] = {}
@@ -619,12 +625,13 @@ class ChannelState:
         if number in PARAMETER_CONTROLLERS:
             self._parameter(number, value, packet)
             return
-        logs = self._logs_c
-        if self.controllers.pop(number, None) is not None:
-            at = logs.find(number | 0x80)
-            del logs[at : at + 2]
+        if self.history:
+            logs = self._logs_c
+            if self.controllers.pop(number, None) is not None:
+                at = logs.find(number | 0x80)
+                del logs[at : at + 2]
+            logs += bytes((number | 0x80, value))
         self.controllers[number] = (packet, value)
-        logs += bytes((number | 0x80, value))
         if number == 0:
             self.bank = (value, None)
         elif number == 32:
@@ -726,11 +733,20 @@ class ChannelState:
             s_all = s_all and s
         if self.notes:
             toc |= TOC_N
-            ons = [(n, v, True, p != previous) for n, (p, v) in self.notes.items() if v]
-            offs = sorted(n for n, (p, v) in self.notes.items() if not v)
-            b = all(p != previous for p, v in self.notes.values() if not v)
-            _put_notes(body, b, ons, offs)
-            s_all = s_all and b and all(log[3] for log in ons)
+            ons = bytearray()  # NoteOn logs, Y=1 (play), S=0 for the previous packet's
+            offs: list[int] = []
+            b = s_on = True
+            for note, (p, velocity) in self.notes.items():
+                if velocity:
+                    ons.append(note if p == previous else note | 0x80)
+                    ons.append(velocity | 0x80)
+                    s_on = s_on and p != previous
+                else:
+                    offs.append(note)
+                    b = b and p != previous
+            offs.sort()
+            _put_notes(body, b, len(ons) // 2, bytes(ons), offs)
+            s_all = s_all and b and s_on
         pressure = self.pressure
         if pressure is not None and pressure[0] >= oldest:
             toc |= TOC_T
@@ -776,14 +792,6 @@ class ChannelState:
         return logs, selected, s
 
 
-def _channel_of(message: bytes) -> int | None:
-    """The channel of a channel voice message, None for anything else."""
-    if not message:
-        return None
-    status = message[0]
-    return status & 0x0F if 0x80 <= status < 0xF0 else None
-
-
 # ------------------------------------------------------------------------------------------------
 # Sender
 
@@ -823,7 +831,7 @@ class JournalSender:
         self._packet, self._seq = packet, seq
         channels = self.channels
         for message in messages:
-            status = message[0]
+            status = message[0] if message else 0
             if 0x80 <= status < 0xF0:
                 state = channels.get(status & 0x0F)
                 if state is None:
@@ -903,7 +911,7 @@ class JournalReceiver:
     def _state(self, channel: int) -> ChannelState:
         state = self.channels.get(channel)
         if state is None:
-            state = self.channels[channel] = ChannelState()
+            state = self.channels[channel] = ChannelState(history=False)
         return state
 
     def packet(self, seq: int, messages: Sequence[bytes], journal: bytes | None) -> Received:
@@ -930,11 +938,15 @@ class JournalReceiver:
                     partial = (expected - parsed.checkpoint) & 0xFFFF >= SEQ_MOD // 2
                     repairs = self.repair(parsed, single=lost == 1)
                     self.repaired += len(repairs)
+        channels = self.channels
         for message in messages:
-            channel = _channel_of(message)
-            if channel is not None:
-                self._state(channel).apply(message, 0)
-        return Received(repairs + list(messages), lost, len(repairs), partial=partial, error=error)
+            status = message[0] if message else 0
+            if 0x80 <= status < 0xF0:
+                state = channels.get(status & 0x0F) or self._state(status & 0x0F)
+                state.apply(message, 0)
+        if repairs:
+            messages = repairs + list(messages)
+        return Received(list(messages), lost, len(repairs), partial=partial, error=error)
 
     def repair(self, journal: Journal, single: bool) -> list[bytes]:
         """The messages that bring this receiver's state to what ``journal`` describes.
