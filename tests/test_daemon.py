@@ -32,6 +32,19 @@ def twistd(*arguments: str, cwd: str) -> Deferred[tuple[bytes, bytes, int]]:
     )
 
 
+def daemon_files(directory: str) -> tuple[str, str]:
+    """The pidfile and the logfile of :func:`daemonise`."""
+    return os.path.join(directory, "netmidi.pid"), os.path.join(directory, "netmidi.log")
+
+
+def daemonise(directory: str) -> Deferred[tuple[bytes, bytes, int]]:
+    """``twistd --pidfile --logfile netmidi -c show.yaml`` (no ``-n``): fires when it detaches."""
+    pidfile, logfile = daemon_files(directory)
+    return twistd(
+        f"--pidfile={pidfile}", f"--logfile={logfile}", "netmidi", "-c", "show.yaml", cwd=directory
+    )
+
+
 class DaemonTests(TestCase):
     timeout = 60
 
@@ -70,16 +83,8 @@ class DaemonTests(TestCase):
     @inlineCallbacks
     def test_runs_as_daemon_with_pidfile_and_logfile(self):  # type: ignore[no-untyped-def]
         write_show(self.directory, ROUTED)
-        pidfile = os.path.join(self.directory, "netmidi.pid")
-        logfile = os.path.join(self.directory, "netmidi.log")
-        out, err, code = yield twistd(
-            f"--pidfile={pidfile}",
-            f"--logfile={logfile}",
-            "netmidi",
-            "-c",
-            "show.yaml",
-            cwd=self.directory,
-        )
+        pidfile, logfile = daemon_files(self.directory)
+        out, err, code = yield daemonise(self.directory)
         self.assertEqual(code, 0, err)
         for _ in range(100):
             if os.path.exists(pidfile) and "netmidi running" in open(logfile).read():
@@ -213,16 +218,8 @@ class StartFailureTests(TestCase):
               out: {backend: sacn, universe: 1}
             """,
         )
-        pidfile = os.path.join(directory, "netmidi.pid")
-        logfile = os.path.join(directory, "netmidi.log")
-        out, err, code = yield twistd(
-            f"--pidfile={pidfile}",
-            f"--logfile={logfile}",
-            "netmidi",
-            "-c",
-            "show.yaml",
-            cwd=directory,
-        )
+        pidfile, logfile = daemon_files(directory)
+        out, err, code = yield daemonise(directory)
         self.assertEqual(code, 1, err)
         self.assertIn(b"sacn: cannot start:", err)
         self.assertFalse(os.path.exists(pidfile))
