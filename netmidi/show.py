@@ -7,15 +7,24 @@ instance, and all problems are reported together, one line each, before anything
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from netmidi.backend import Backend, Instance, Reactor, Route
 from netmidi.mapping import MappingError, parse_mapping, split_channel
-from netmidi.options import OptionError, describe, parse_options
+from netmidi.options import Option, OptionError, describe, parse_options
 from netmidi.registry import BACKEND_MODULES, BackendUnavailable, load_backend
 from netmidi.router import Router, find_loops
-from netmidi.showfile import Located, ShowDocument, ShowErrors, Where, error_line, read_show
+from netmidi.showfile import (
+    INVALID,
+    Located,
+    ShowDocument,
+    ShowErrors,
+    Where,
+    error_line,
+    read_show,
+)
 
 
 @dataclass
@@ -34,7 +43,7 @@ class _Builder:
     def __init__(self, document: ShowDocument, reactor: Reactor) -> None:
         self.document = document
         self.reactor = reactor
-        self.errors: list[str] = []
+        self.errors: list[str] = list(document.errors)  # those found while reading come first
         self.backends: dict[str, Backend] = {}
         self.instances: dict[str, Instance] = {}
         self.broken_backends: set[str] = set()  # reported once, not again for each instance
@@ -42,12 +51,22 @@ class _Builder:
     def error(self, where: Where, key: str, message: str) -> None:
         self.errors.append(error_line(where, key, message))
 
-    def option_errors(
-        self, key: str, options: dict[str, Located], errors: dict[str, str], fallback: Where
-    ) -> None:
+    def parse(
+        self, table: Mapping[str, Option[Any]], given: dict[str, Located], key: str, where: Where
+    ) -> dict[str, Any] | None:
+        """Options parsed against their table, or None with the problems reported.
+
+        A value already reported while reading (INVALID) is not reported again, not even as
+        missing; it still means there is nothing to build.
+        """
+        invalid = {name for name, located in given.items() if located.value is INVALID}
+        parsed, errors = parse_options(
+            table, {name: v.value for name, v in given.items() if name not in invalid}
+        )
         for name, message in errors.items():
-            where = options[name].where if name in options else fallback
-            self.error(where, f"{key}.{name}", message)
+            if name not in invalid:
+                self.error(given[name].where if name in given else where, f"{key}.{name}", message)
+        return None if errors or invalid else parsed
 
     def backend_class(self, name: str, where: Where, key: str) -> type[Backend] | None:
         if name not in BACKEND_MODULES:
@@ -72,11 +91,8 @@ class _Builder:
             self.broken_backends.add(name)
             return None
         given = self.document.backends.get(name, {})
-        parsed, errors = parse_options(
-            cls.all_global_options(), {k: v.value for k, v in given.items()}
-        )
-        self.option_errors(f"backends.{name}", given, errors, where)
-        if errors:
+        parsed = self.parse(cls.all_global_options(), given, f"backends.{name}", where)
+        if parsed is None:
             self.broken_backends.add(name)
             return None
         backend = cls(self.reactor, parsed)
@@ -84,7 +100,7 @@ class _Builder:
         return backend
 
     def build_instances(self) -> None:
-        used = {o["backend"].value for o in self.document.instances.values() if "backend" in o}
+        used = {str(o["backend"].value) for o in self.document.instances.values() if "backend" in o}
         for name in self.document.backends:
             if name not in used:
                 self.make_backend(name)  # a backend with only global options (midi 'list')
@@ -97,6 +113,8 @@ class _Builder:
                 )
                 continue
             backend_name = options["backend"].value
+            if backend_name is INVALID:
+                continue
             if not isinstance(backend_name, str) or backend_name not in BACKEND_MODULES:
                 self.error(
                     options["backend"].where,
@@ -109,11 +127,8 @@ class _Builder:
             if backend is None:
                 continue
             given = {k: v for k, v in options.items() if k != "backend"}
-            parsed, errors = parse_options(
-                backend.instance_options, {k: v.value for k, v in given.items()}
-            )
-            self.option_errors(key, given, errors, where)
-            if errors:
+            parsed = self.parse(backend.instance_options, given, key, where)
+            if parsed is None:
                 continue
             try:
                 self.instances[name] = backend.add_instance(name, parsed)

@@ -64,6 +64,18 @@ class ShowDocument:
     instance_where: dict[str, Where] = field(default_factory=dict)
     mappings: list[Located] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # Problems found in option values (each such value is INVALID), reported with the later ones.
+    errors: list[str] = field(default_factory=list)
+
+
+class _Invalid:
+    """The value of an option whose problem is already reported: later checks skip it."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
 
 
 TOP_LEVEL_KEYS = ("include", "backends", "instances", "map")
@@ -108,6 +120,7 @@ class _NodeReader:
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
         self.values_left = MAX_VALUES
+        self.value_errors = 0  # how many of the errors are in option values
         self._merging: set[int] = set()  # mappings being merged with '<<', against self-merges
 
     def where(self, node: Node) -> Where:
@@ -182,6 +195,15 @@ class _NodeReader:
             finally:
                 self._merging.discard(id(source))
         return items
+
+    def value_or_invalid(self, node: Node, key: str) -> Any:
+        """An option's value, or :data:`INVALID` once its problems are reported."""
+        before = len(self.errors)
+        value = self.value(node, key)
+        if len(self.errors) == before:
+            return value
+        self.value_errors += len(self.errors) - before
+        return INVALID
 
     def value(self, node: Node, key: str, inside: tuple[int, ...] = ()) -> Any:
         """A node as plain Python data for an option value (None where it is reported bad)."""
@@ -329,10 +351,11 @@ class _FileReader(_NodeReader):
         return []
 
     def options(self, node: Node, key: str, what: str) -> dict[str, Located]:
-        return {
-            name: Located(self.value(value_node, f"{key}.{name}"), self.where(key_node))
-            for name, key_node, value_node in self.mapping_items(node, key, what)
-        }
+        options: dict[str, Located] = {}
+        for name, key_node, value_node in self.mapping_items(node, key, what):
+            value = self.value_or_invalid(value_node, f"{key}.{name}")
+            options[name] = Located(value, self.where(key_node))
+        return options
 
     def read_backends(self, node: Node) -> None:
         for name, key_node, value_node in self.mapping_items(
@@ -423,7 +446,7 @@ def _override_value(text: str, key: str, where: Where, errors: list[str]) -> Any
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError):
         return text
-    value = None if node is None else _CommandLineReader(errors, where).value(node, key)
+    value = None if node is None else _CommandLineReader(errors, where).value_or_invalid(node, key)
     return text if value is None and text.strip() else value
 
 
@@ -453,11 +476,17 @@ def apply_overrides(
 
 
 def read_show(path: str, overrides: list[tuple[str, str]] | None = None) -> ShowDocument:
-    """Read a show file and its includes; raise :class:`ShowErrors` listing every problem."""
+    """Read a show file and its includes, then apply the command-line overrides.
+
+    A problem in an option's value is kept in ``document.errors`` (the value is INVALID), so that
+    the checks against the backends still report theirs. Any other problem (an unreadable file,
+    YAML syntax, a section of the wrong shape) raises :class:`ShowErrors` at once: what follows
+    from it (instances missing, say) would only repeat it in confusing ways.
+    """
     document = ShowDocument()
-    errors: list[str] = []
-    _FileReader(document, errors).read(path, path, None)
-    apply_overrides(document, overrides or [], errors)
-    if errors:
-        raise ShowErrors(errors)
+    reader = _FileReader(document, document.errors)
+    reader.read(path, path, None)
+    if len(document.errors) > reader.value_errors:
+        raise ShowErrors(document.errors)
+    apply_overrides(document, overrides or [], document.errors)
     return document

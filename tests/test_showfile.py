@@ -272,6 +272,8 @@ class OddYamlTests(SynchronousTestCase):
                 " expected a value that ends",
                 "show.yaml:3: instances.b.c.c: an alias contains itself,"
                 " expected a value that ends",
+                "show.yaml:3: instances.b: missing 'backend',"
+                " expected one of: loopback, sacn, rtpmidi, midi, maweb",
             ],
         )
 
@@ -490,3 +492,35 @@ class OddYamlTests(SynchronousTestCase):
                 f"command line -b loopback.detect={text}: backends.loopback.detect: got {shown},"
                 " expected one of: off, on, verbose",
             )
+
+    def test_value_errors_and_backend_checks_are_reported_together(self) -> None:
+        lines = self.errors(
+            "instances:\n"
+            "  a: {backend: loopback, initial: !!set {x}}\n"
+            "  b: {backend: nope}\n"
+            "  c: {backend: !!python/name:x loopback}\n"
+            "  d: {backend: loopback, initial: {x: 2}}\n"
+            "  e: {backend: [loopback]}\n"
+            "map:\n"
+            "  - a.x > b.y\n"  # a, b and c are reported above: not again here
+            "  - c.x > d.y\n"
+            "  - d.x > f.y\n",
+            [("instance", "d.bogus=1")],
+        )
+        self.assertEqual(
+            [line.split(": ")[0:2] for line in lines],
+            [
+                ["show.yaml:2", "instances.a.initial"],
+                ["show.yaml:4", "instances.c.backend"],
+                ["show.yaml:3", "instances.b.backend"],
+                ["show.yaml:5", "instances.d.initial"],
+                ["command line -i d.bogus=1", "instances.d.bogus"],
+                ["show.yaml:6", "instances.e.backend"],
+                ["show.yaml:10", "map"],
+            ],
+        )
+
+    def test_a_broken_section_stops_before_the_checks(self) -> None:
+        """With no instances read, every map line would repeat the problem: they are not checked."""
+        [line] = self.errors("instances: [a]\nmap:\n  - a.x > a.y\n")
+        self.assertIn("show.yaml:1: instances: got a list", line)
