@@ -6,6 +6,7 @@ levels (work lights, a house preset) through the same map as live data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,8 +17,11 @@ from netmidi.values import Value
 _level = number(0.0, 1.0)
 
 
+_SPACE = re.compile(r"\s")
+
+
 def _channel_name(spec: str) -> str:
-    if not spec or any(c.isspace() for c in spec):
+    if not spec or _SPACE.search(spec):
         raise OptionError(f"got {spec!r}, expected a channel name without spaces")
     return spec
 
