@@ -26,6 +26,10 @@ from netmidi.showfile import (
     read_show,
 )
 
+# A whole rig (300 sACN universes patched slot for slot) is about 150,000 routes; far more is a
+# typo in a range, which would otherwise take minutes and gigabytes to compile.
+MAX_ROUTES = 1_000_000
+
 
 @dataclass
 class Show:
@@ -166,6 +170,7 @@ class _Builder:
 
     def build_routes(self) -> list[Route]:
         routes: list[Route] = []
+        count = 0
         for item in self.document.mappings:
             try:
                 line = parse_mapping(item.value)
@@ -173,6 +178,14 @@ class _Builder:
             except MappingError as error:
                 self.error(item.where, "map", str(error))
                 continue
+            count += len(pairs) * (line.left_to_right + line.right_to_left)
+            if count > MAX_ROUTES:
+                self.error(
+                    item.where,
+                    "map",
+                    f"the map makes more than {MAX_ROUTES} routes, expected fewer",
+                )
+                break
             resolved: dict[str, tuple[Instance, Any]] = {}
             failed: set[str] = set()  # one error per instance and line, not one per channel
             for spec in dict.fromkeys([*line.left, *line.right]):

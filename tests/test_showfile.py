@@ -7,6 +7,7 @@ import os
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from netmidi import show
 from netmidi.show import Show, load_show
 from netmidi.showfile import ShowErrors
 from netmidi.values import Value
@@ -524,3 +525,10 @@ class OddYamlTests(SynchronousTestCase):
         """With no instances read, every map line would repeat the problem: they are not checked."""
         [line] = self.errors("instances: [a]\nmap:\n  - a.x > a.y\n")
         self.assertIn("show.yaml:1: instances: got a list", line)
+
+    def test_too_many_routes(self) -> None:
+        self.patch(show, "MAX_ROUTES", 6)
+        lines = self.errors(BASE + "map:\n  - a.{1..3} <> b.{1..3}\n  - a.x > b.{1..3}\n")
+        self.assertEqual(
+            lines, ["show.yaml:7: map: the map makes more than 6 routes, expected fewer"]
+        )
