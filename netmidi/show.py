@@ -29,6 +29,7 @@ from netmidi.showfile import (
 # A whole rig (300 sACN universes patched slot for slot) is about 150,000 routes; far more is a
 # typo in a range, which would otherwise take minutes and gigabytes to compile.
 MAX_ROUTES = 1_000_000
+MAX_LOOP_WARNINGS = 10
 
 
 @dataclass
@@ -223,10 +224,13 @@ def build_show(document: ShowDocument, reactor: Reactor) -> Show:
     router = Router(r for r in routes if r not in claimed)
     for instance in builder.instances.values():
         instance.mapped(router.inputs(instance), router.outputs(instance))
+    loops = find_loops(routes)
     warnings = [
         "map: feedback loop " + " -> ".join(loop) + "; events going round it are cut"
-        for loop in find_loops(routes)
+        for loop in loops[:MAX_LOOP_WARNINGS]
     ]
+    if len(loops) > MAX_LOOP_WARNINGS:  # 'lb.{1..512} <> lb2.{1..512}' is 512 loops
+        warnings.append(f"map: {len(loops) - MAX_LOOP_WARNINGS} more feedback loops like these")
     return Show(
         builder.backends, builder.instances, router, list(claimed), warnings, document.files
     )

@@ -191,8 +191,14 @@ class ShowFileTests(SynchronousTestCase):
 
     def test_feedback_loop_warned(self) -> None:
         show = self.load(BASE + "map:\n  - a.x <> b.y\n")
-        self.assertEqual(len(show.warnings), 1)
-        self.assertIn("feedback loop", show.warnings[0])
+        self.assertEqual(
+            show.warnings, ["map: feedback loop a.x -> b.y -> a.x; events going round it are cut"]
+        )
+
+    def test_many_feedback_loops_warned_in_short(self) -> None:
+        show = self.load(BASE + "map:\n  - a.{1..512} <> b.{1..512}\n")
+        self.assertEqual(len(show.warnings), 11)
+        self.assertEqual(show.warnings[-1], "map: 502 more feedback loops like these")
 
     def test_loopback_initial_values(self) -> None:
         clock = Clock()
