@@ -538,3 +538,31 @@ class OddYamlTests(SynchronousTestCase):
         self.assertEqual(
             lines, ["show.yaml:7: map: the map makes more than 6 routes, expected fewer"]
         )
+
+    def test_instance_defined_in_two_files(self) -> None:
+        self.write("part.yaml", "instances:\n  a: {backend: loopback}\n")
+        [line] = self.errors("include: part.yaml\ninstances:\n  a: {backend: loopback}\n")
+        self.assertEqual(
+            line,
+            "show.yaml:3: instances.a: defined twice (first at part.yaml:2),"
+            " expected each name once",
+        )
+
+    def test_unknown_backend_in_backends(self) -> None:
+        [line] = self.errors("backends:\n  sacm: {name: x}\n")
+        self.assertEqual(
+            line,
+            "show.yaml:2: backends.sacm: unknown backend 'sacm',"
+            " expected one of: loopback, sacn, rtpmidi, midi, maweb",
+        )
+
+    def test_spec_without_channel(self) -> None:
+        [line] = self.errors("instances:\n  a: {backend: loopback}\nmap:\n  - a > a.x\n")
+        self.assertEqual(line, "show.yaml:4: map: got 'a', expected instance.channel")
+
+    def test_channel_the_backend_refuses(self) -> None:
+        [line] = self.errors(
+            "instances:\n  a: {backend: loopback}\n  d: {backend: sacn, universe: 1}\n"
+            "map:\n  - a.x > d.{512..513}\n"
+        )
+        self.assertRegex(line, r"^show\.yaml:5: map: 'd\.513': got .*expected")
