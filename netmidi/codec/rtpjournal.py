@@ -33,6 +33,10 @@ PARAMETER_CONTROLLERS = frozenset({6, 38, 96, 97, 98, 99, 100, 101})
 # Poly): the journal reports the notes as off.
 NOTES_OFF_CONTROLLERS = frozenset({120, 123, 124, 125, 126, 127})
 NULL_PARAMETER = 0x3FFF  # 127/127 deselects the parameter
+# Controllers whose effect goes beyond their own value: (N)RPN, bank select, channel mode.
+SPECIAL_CONTROLLERS = PARAMETER_CONTROLLERS | NOTES_OFF_CONTROLLERS | {0, 32}
+# Clears bit 7 of every octet: turns chapter C logs (S=1) into their S=0 form at C speed.
+_CLEAR_S = bytes(range(128)) * 2
 
 
 class JournalError(ValueError):
@@ -514,6 +518,16 @@ class _Registers:
 Item = tuple[int, int]  # (packet, value)
 
 
+def _trailing(items: dict[Any, Any], packet: int) -> int:
+    """How many of the last-updated items were updated in ``packet``."""
+    count = 0
+    for item in reversed(items.values()):
+        if item[0] != packet:
+            break
+        count += 1
+    return count
+
+
 def _touch(items: dict[Any, Any], key: Any, value: Any) -> None:
     """Set ``key`` and move it to the end: each dict stays ordered by the packet of update."""
     items.pop(key, None)
@@ -530,16 +544,6 @@ def _trim(items: dict[Any, Any], oldest: int) -> int:
         del items[key]
         removed += 1
     return removed
-
-
-def _trailing(items: dict[Any, Any], packet: int) -> int:
-    """How many of the last-updated items were updated in ``packet``."""
-    count = 0
-    for item in reversed(items.values()):
-        if item[0] != packet:
-            break
-        count += 1
-    return count
 
 
 class ChannelState:
@@ -599,12 +603,16 @@ class ChannelState:
         size = len(message)
         self.updated = packet
         self.version += 1
-        if kind == 0x90 and size >= 3:
+        if kind == 0xB0 and size >= 3:  # the common case first, plain controllers inline
+            number = message[1]
+            if number in SPECIAL_CONTROLLERS:
+                self._control(number, message[2], packet)
+            else:
+                self._controller(number, message[2], packet)
+        elif kind == 0x90 and size >= 3:
             self._note(message[1], packet, message[2])
         elif kind == 0x80 and size >= 3:
             self._note(message[1], packet, 0)
-        elif kind == 0xB0 and size >= 3:
-            self._control(message[1], message[2], packet)
         elif kind == 0xC0 and size >= 2:
             self.program = (packet, message[1], *self.bank)
         elif kind == 0xE0 and size >= 3:
@@ -621,17 +629,24 @@ class ChannelState:
         else:
             self.sounding.discard(note)
 
+    def _controller(self, number: int, value: int, packet: int) -> None:
+        """A controller's latest value (chapter C), and the sender's logs of chapter C."""
+        controllers = self.controllers
+        if self.history:
+            logs = self._logs_c
+            if controllers.pop(number, None) is not None:
+                at = logs.find(number | 0x80)
+                del logs[at : at + 2]
+            logs.append(number | 0x80)
+            logs.append(value)
+        controllers[number] = (packet, value)
+
     def _control(self, number: int, value: int, packet: int) -> None:
+        """The controllers of :data:`SPECIAL_CONTROLLERS` (and, through it, the others)."""
         if number in PARAMETER_CONTROLLERS:
             self._parameter(number, value, packet)
             return
-        if self.history:
-            logs = self._logs_c
-            if self.controllers.pop(number, None) is not None:
-                at = logs.find(number | 0x80)
-                del logs[at : at + 2]
-            logs += bytes((number | 0x80, value))
-        self.controllers[number] = (packet, value)
+        self._controller(number, value, packet)
         if number == 0:
             self.bank = (value, None)
         elif number == 32:
@@ -712,12 +727,12 @@ class ChannelState:
             )
         if self.controllers:
             toc |= TOC_C
-            logs = bytearray(self._logs_c)
+            logs = self._logs_c
             fresh = _trailing(self.controllers, previous)
-            for at in range(len(logs) - 2 * fresh, len(logs), 2):
-                logs[at] &= 0x7F
+            cut = len(logs) - 2 * fresh
             body.append(_flag(not fresh, 0x80) | (len(self.controllers) - 1))
-            body += logs
+            body += logs[:cut]
+            body += logs[cut:].translate(_CLEAR_S)
             s_all = s_all and not fresh
         parameters = self._parameter_logs(oldest, previous)
         if parameters is not None:
