@@ -33,8 +33,8 @@ PARAMETER_CONTROLLERS = frozenset({6, 38, 96, 97, 98, 99, 100, 101})
 # Poly): the journal reports the notes as off.
 NOTES_OFF_CONTROLLERS = frozenset({120, 123, 124, 125, 126, 127})
 NULL_PARAMETER = 0x3FFF  # 127/127 deselects the parameter
-# Controllers whose effect goes beyond their own value: (N)RPN, bank select, channel mode.
-SPECIAL_CONTROLLERS = PARAMETER_CONTROLLERS | NOTES_OFF_CONTROLLERS | {0, 32}
+# Controllers with an effect beyond their own value: bank select, channel mode.
+_SIDE_EFFECT_CONTROLLERS = NOTES_OFF_CONTROLLERS | {0, 32}
 # Clears bit 7 of every octet: turns chapter C logs (S=1) into their S=0 form at C speed.
 _CLEAR_S = bytes(range(128)) * 2
 
@@ -603,12 +603,22 @@ class ChannelState:
         size = len(message)
         self.updated = packet
         self.version += 1
-        if kind == 0xB0 and size >= 3:  # the common case first, plain controllers inline
-            number = message[1]
-            if number in SPECIAL_CONTROLLERS:
-                self._control(number, message[2], packet)
-            else:
-                self._controller(number, message[2], packet)
+        if kind == 0xB0 and size >= 3:  # the common case first, inline (it runs per event)
+            number, value = message[1], message[2]
+            if number in PARAMETER_CONTROLLERS:
+                self._parameter(number, value, packet)
+                return
+            controllers = self.controllers
+            if self.history:  # the sender's chapter C logs: drop the old log, append the new
+                logs = self._logs_c
+                if controllers.pop(number, None) is not None:
+                    at = logs.find(number | 0x80)
+                    del logs[at : at + 2]
+                logs.append(number | 0x80)
+                logs.append(value)
+            controllers[number] = (packet, value)
+            if number in _SIDE_EFFECT_CONTROLLERS:
+                self._side_effect(number, value, packet)
         elif kind == 0x90 and size >= 3:
             self._note(message[1], packet, message[2])
         elif kind == 0x80 and size >= 3:
@@ -629,24 +639,8 @@ class ChannelState:
         else:
             self.sounding.discard(note)
 
-    def _controller(self, number: int, value: int, packet: int) -> None:
-        """A controller's latest value (chapter C), and the sender's logs of chapter C."""
-        controllers = self.controllers
-        if self.history:
-            logs = self._logs_c
-            if controllers.pop(number, None) is not None:
-                at = logs.find(number | 0x80)
-                del logs[at : at + 2]
-            logs.append(number | 0x80)
-            logs.append(value)
-        controllers[number] = (packet, value)
-
-    def _control(self, number: int, value: int, packet: int) -> None:
-        """The controllers of :data:`SPECIAL_CONTROLLERS` (and, through it, the others)."""
-        if number in PARAMETER_CONTROLLERS:
-            self._parameter(number, value, packet)
-            return
-        self._controller(number, value, packet)
+    def _side_effect(self, number: int, value: int, packet: int) -> None:
+        """Bank select (remembered for chapter P) and the controllers that end every note."""
         if number == 0:
             self.bank = (value, None)
         elif number == 32:
@@ -699,18 +693,29 @@ class ChannelState:
         return self._cached
 
     def _trim(self, oldest: int) -> None:
+        floor = -1
         dicts: tuple[dict[Any, Any], ...] = (
             self.controllers,
             self.parameters,
             self.notes,
             self.poly,
         )
-        removed = [_trim(items, oldest) for items in dicts]
-        if any(removed):
-            self.version += 1
-            del self._logs_c[: 2 * removed[0]]
+        for items in dicts:
+            if not items:
+                continue
+            first: int = next(iter(items.values()))[0]
+            if first < oldest:
+                removed = _trim(items, oldest)
+                self.version += 1
+                if items is self.controllers:
+                    del self._logs_c[: 2 * removed]
+                if not items:
+                    continue
+                first = next(iter(items.values()))[0]
+            if floor < 0 or first < floor:
+                floor = first
         # Later items only come with later packets: nothing is older than this until then.
-        self.floor = min((next(iter(d.values()))[0] for d in dicts if d), default=oldest)
+        self.floor = oldest if floor < 0 else floor
 
     def _build(self, channel: int, oldest: int, previous: int) -> bytes | None:
         toc = 0
@@ -788,11 +793,14 @@ class ChannelState:
         number (PENDING) is not sent: tshark 4.0 misreads chapter M lengths with it, and the
         next complete selection is journalled anyway.
         """
+        selected = self.selection_packet >= oldest
+        if not (selected or self.parameters):
+            return None
         regs = self.registers
         logs = [
             (k[0], k[1], msb, lsb, p != previous) for k, (p, msb, lsb) in self.parameters.items()
         ]
-        selected = self.selection_packet >= oldest and not regs.pending
+        selected = selected and not regs.pending
         if selected:
             key = (regs.nrpn, regs.number())
             current = next((log for log in logs if log[:2] == key), None)
@@ -900,7 +908,7 @@ class JournalSender:
 # Receiver
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
     """What a receiver makes of one packet: the messages to deliver and what happened."""
 
