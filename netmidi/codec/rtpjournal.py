@@ -18,7 +18,7 @@ RTP-MIDI command section and the MIDI codec share. Only channel voice messages a
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -528,6 +528,29 @@ def _trailing(items: dict[Any, Any], packet: int) -> int:
     return count
 
 
+def _record(messages: Sequence[bytes], packet: int, state: Callable[[int], ChannelState]) -> None:
+    """Record a packet's channel voice messages in the ``state`` of their channels.
+
+    A packet's messages are nearly always on one channel: then they go to it in one call.
+    """
+    if len(messages) == 1:
+        status = messages[0][0] if messages[0] else 0
+        if 0x80 <= status < 0xF0:
+            state(status & 0x0F).record(messages, packet)
+        return
+    statuses = {message[0] if message else 0 for message in messages}
+    voice = {status for status in statuses if 0x80 <= status < 0xF0}
+    channels = {status & 0x0F for status in voice}
+    for channel in channels:
+        if len(channels) == 1 and voice == statuses:
+            state(channel).record(messages, packet)
+        else:
+            state(channel).record(
+                [m for m in messages if m and 0x80 <= m[0] < 0xF0 and m[0] & 0x0F == channel],
+                packet,
+            )
+
+
 def _touch(items: dict[Any, Any], key: Any, value: Any) -> None:
     """Set ``key`` and move it to the end: each dict stays ordered by the packet of update."""
     items.pop(key, None)
@@ -599,38 +622,47 @@ class ChannelState:
 
     def apply(self, message: bytes, packet: int) -> None:
         """Record one channel voice message sent or received in ``packet``."""
-        kind = message[0] & 0xF0
-        size = len(message)
+        self.record((message,), packet)
+
+    def record(self, messages: Iterable[bytes], packet: int) -> None:
+        """Record channel voice messages of this channel sent or received in ``packet``.
+
+        This runs for every event routed: plain controllers, the common case, are updated
+        inline, with the attributes they need looked up once per packet.
+        """
         self.updated = packet
         self.version += 1
-        if kind == 0xB0 and size >= 3:  # the common case first, inline (it runs per event)
-            number, value = message[1], message[2]
-            if number in PARAMETER_CONTROLLERS:
-                self._parameter(number, value, packet)
-                return
-            controllers = self.controllers
-            if self.history:  # the sender's chapter C logs: drop the old log, append the new
-                logs = self._logs_c
-                if controllers.pop(number, None) is not None:
-                    at = logs.find(number | 0x80)
-                    del logs[at : at + 2]
-                logs.append(number | 0x80)
-                logs.append(value)
-            controllers[number] = (packet, value)
-            if number in _SIDE_EFFECT_CONTROLLERS:
-                self._side_effect(number, value, packet)
-        elif kind == 0x90 and size >= 3:
-            self._note(message[1], packet, message[2])
-        elif kind == 0x80 and size >= 3:
-            self._note(message[1], packet, 0)
-        elif kind == 0xC0 and size >= 2:
-            self.program = (packet, message[1], *self.bank)
-        elif kind == 0xE0 and size >= 3:
-            self.pitch = (packet, message[2] << 7 | message[1])
-        elif kind == 0xD0 and size >= 2:
-            self.pressure = (packet, message[1])
-        elif kind == 0xA0 and size >= 3:
-            _touch(self.poly, message[1], (packet, message[2]))
+        controllers = self.controllers
+        logs = self._logs_c if self.history else None  # the sender's chapter C logs
+        for message in messages:
+            kind = message[0] & 0xF0
+            size = len(message)
+            if kind == 0xB0 and size >= 3:
+                number, value = message[1], message[2]
+                if number in PARAMETER_CONTROLLERS:
+                    self._parameter(number, value, packet)
+                    continue
+                if logs is not None:  # drop the controller's old log, append the new one
+                    if controllers.pop(number, None) is not None:
+                        at = logs.find(number | 0x80)
+                        del logs[at : at + 2]
+                    logs.append(number | 0x80)
+                    logs.append(value)
+                controllers[number] = (packet, value)
+                if number in _SIDE_EFFECT_CONTROLLERS:
+                    self._side_effect(number, value, packet)
+            elif kind == 0x90 and size >= 3:
+                self._note(message[1], packet, message[2])
+            elif kind == 0x80 and size >= 3:
+                self._note(message[1], packet, 0)
+            elif kind == 0xC0 and size >= 2:
+                self.program = (packet, message[1], *self.bank)
+            elif kind == 0xE0 and size >= 3:
+                self.pitch = (packet, message[2] << 7 | message[1])
+            elif kind == 0xD0 and size >= 2:
+                self.pressure = (packet, message[1])
+            elif kind == 0xA0 and size >= 3:
+                _touch(self.poly, message[1], (packet, message[2]))
 
     def _note(self, note: int, packet: int, velocity: int) -> None:
         _touch(self.notes, note, (packet, velocity))
@@ -841,7 +873,7 @@ class JournalSender:
             return seq
         return self._packet + ((seq - self._seq) & 0xFFFF)
 
-    def packet(self, seq: int, messages: Iterable[bytes]) -> bytes:
+    def packet(self, seq: int, messages: Sequence[bytes]) -> bytes:
         """The journal for the packet ``seq``, then remember ``messages`` as sent in it."""
         packet = self._unwrap(seq)
         if self._packet < 0:
@@ -852,16 +884,15 @@ class JournalSender:
             self._checkpoint = (self._checkpoint + packet + 1) // 2
             journal = self._build(packet)
         self._packet, self._seq = packet, seq
-        channels = self.channels
-        for message in messages:
-            status = message[0] if message else 0
-            if 0x80 <= status < 0xF0:
-                state = channels.get(status & 0x0F)
-                if state is None:
-                    state = channels[status & 0x0F] = ChannelState()
-                    self.channels = channels = dict(sorted(channels.items()))
-                state.apply(message, packet)
+        _record(messages, packet, self._state)
         return journal
+
+    def _state(self, channel: int) -> ChannelState:
+        state = self.channels.get(channel)
+        if state is None:
+            state = self.channels[channel] = ChannelState()
+            self.channels = dict(sorted(self.channels.items()))
+        return state
 
     def _build(self, packet: int) -> bytes:
         oldest = self._checkpoint
@@ -961,12 +992,7 @@ class JournalReceiver:
                     partial = (expected - parsed.checkpoint) & 0xFFFF >= SEQ_MOD // 2
                     repairs = self.repair(parsed, single=lost == 1)
                     self.repaired += len(repairs)
-        channels = self.channels
-        for message in messages:
-            status = message[0] if message else 0
-            if 0x80 <= status < 0xF0:
-                state = channels.get(status & 0x0F) or self._state(status & 0x0F)
-                state.apply(message, 0)
+        _record(messages, 0, self._state)
         if repairs:
             messages = repairs + list(messages)
         return Received(list(messages), lost, len(repairs), partial=partial, error=error)
