@@ -463,6 +463,23 @@ class ReceiverTests(SynchronousTestCase):
             self.assertEqual(result.lost, 0)
         self.assertEqual(receiver.lost, 0)
 
+    def test_mixed_packet_recorded_per_channel(self) -> None:
+        """A packet with several channels and system messages: each channel's state is kept."""
+        messages = [b"\xb0\x07\x10", b"\xf8", b"\x91\x3c\x64", b"\xb0\x07\x20", b"\xb1\x0a\x05"]
+        receiver = JournalReceiver()
+        receiver.packet(1, messages, None)
+        self.assertEqual(receiver.channels[0].controllers, {7: (0, 0x20)})
+        self.assertEqual(receiver.channels[1].controllers, {10: (0, 5)})
+        self.assertEqual(receiver.channels[1].notes, {60: (0, 100)})
+        sender = JournalSender()
+        sender.packet(1, messages)
+        cj = decode_journal(sender.packet(2, []))[0].channels
+        self.assertEqual([c.channel for c in cj], [0, 1])
+        self.assertEqual(
+            cj[0].controllers, ControllerChapter((ControllerLog(7, 0x20, s=False),), s=False)
+        )
+        self.assertEqual(cj[1].notes, NoteChapter((NoteLog(60, 100, s=False),)))
+
     def test_single_loss_uses_s_bits(self) -> None:
         """After one lost packet only the S=0 parts are played (the rest arrived already)."""
         receiver = JournalReceiver()
