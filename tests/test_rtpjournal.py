@@ -426,6 +426,50 @@ class SenderTests(SynchronousTestCase):
         self.assertEqual(journal.checkpoint, 65535)
         self.assertEqual(journal.channels[0].notes, NoteChapter((NoteLog(60, 100, s=False),)))
 
+    @given(
+        st.lists(
+            st.lists(
+                st.tuples(
+                    st.sampled_from([0x90, 0x80, 0xB0]), st.integers(0, 5), st.integers(0, 3)
+                ),
+                max_size=4,
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        st.integers(1, 8),
+    )
+    @settings(max_examples=300)
+    def test_chapter_n_kept_between_packets(
+        self, packets: list[list[tuple[int, int, int]]], max_packets: int
+    ) -> None:
+        """Chapter N, encoded again only when notes change, always says what a fresh one would.
+
+        The model: each note's latest command since the checkpoint (``max_packets`` back),
+        NoteOn logs in the order of their latest update, S=0 for the previous packet's.
+        """
+        sender = JournalSender(max_packets=max_packets, max_bytes=10000)
+        notes: dict[int, tuple[int, int]] = {}  # note -> (packet, velocity)
+        for seq, commands in enumerate([*packets, []]):
+            journal, _ = decode_journal(sender.packet(seq, [bytes(c) for c in commands]))
+            notes = {n: item for n, item in notes.items() if item[0] >= seq - max_packets}
+            previous = seq - 1
+            on = [(n, v, p != previous) for n, (p, v) in notes.items() if v]
+            offs = sorted(n for n, (_, v) in notes.items() if not v)
+            expected = None
+            if notes:
+                expected = NoteChapter(
+                    tuple(NoteLog(n, v, s=s) for n, v, s in on),
+                    tuple(offs),
+                    b=all(p != previous for p, v in notes.values() if not v),
+                )
+            found = [c.notes for c in journal.channels]
+            self.assertEqual(found[0] if found else None, expected)
+            for status, note, velocity in commands:
+                if status != 0xB0:
+                    notes.pop(note, None)
+                    notes[note] = (seq, velocity if status == 0x90 else 0)
+
     def test_all_notes_off_reports_notes_off(self) -> None:
         """After All Notes Off the sounding notes are reported as off, not as on."""
         sender = JournalSender()

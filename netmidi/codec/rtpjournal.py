@@ -596,6 +596,8 @@ class ChannelState:
         "_logs_c",
         "_key",
         "_cached",
+        "_chapter_n",
+        "_notes_changed",
     )
 
     def __init__(self, history: bool = True) -> None:
@@ -619,6 +621,8 @@ class ChannelState:
         self._logs_c = bytearray()
         self._key: tuple[int, ...] | None = None
         self._cached: bytes | None = None
+        self._chapter_n: tuple[bytes, bool] | None = None  # the sender's chapter N, and its S
+        self._notes_changed = False  # since _chapter_n was encoded
 
     def apply(self, message: bytes, packet: int) -> None:
         """Record one channel voice message sent or received in ``packet``."""
@@ -666,6 +670,7 @@ class ChannelState:
 
     def _note(self, note: int, packet: int, velocity: int) -> None:
         _touch(self.notes, note, (packet, velocity))
+        self._notes_changed = True
         if velocity:
             self.sounding.add(note)
         else:
@@ -741,6 +746,8 @@ class ChannelState:
                 self.version += 1
                 if items is self.controllers:
                     del self._logs_c[: 2 * removed]
+                elif items is self.notes:
+                    self._notes_changed = True
                 if not items:
                     continue
                 first = next(iter(items.values()))[0]
@@ -785,20 +792,13 @@ class ChannelState:
             s_all = s_all and s
         if self.notes:
             toc |= TOC_N
-            ons = bytearray()  # NoteOn logs, Y=1 (play), S=0 for the previous packet's
-            offs: list[int] = []
-            b = s_on = True
-            for note, (p, velocity) in self.notes.items():
-                if velocity:
-                    ons.append(note if p == previous else note | 0x80)
-                    ons.append(velocity | 0x80)
-                    s_on = s_on and p != previous
-                else:
-                    offs.append(note)
-                    b = b and p != previous
-            offs.sort()
-            _put_notes(body, b, len(ons) // 2, bytes(ons), offs)
-            s_all = s_all and b and s_on
+            # Chapter N covers every note since the checkpoint (up to 128): encoded again only
+            # when a note changed or when it had S=0 parts, which the packets since have aged.
+            if self._notes_changed or self._chapter_n is None or not self._chapter_n[1]:
+                self._chapter_n = self._notes_chapter(previous)
+                self._notes_changed = False
+            body += self._chapter_n[0]
+            s_all = s_all and self._chapter_n[1]
         pressure = self.pressure
         if pressure is not None and pressure[0] >= oldest:
             toc |= TOC_T
@@ -814,6 +814,24 @@ class ChannelState:
         if not toc:
             return None
         return _channel_bytes(channel, s_all, False, toc, bytes(body))
+
+    def _notes_chapter(self, previous: int) -> tuple[bytes, bool]:
+        """Chapter N and its S bit (False when a note of packet ``previous`` is in it)."""
+        ons = bytearray()  # NoteOn logs, Y=1 (play), S=0 for the previous packet's
+        offs: list[int] = []
+        b = s_on = True
+        for note, (p, velocity) in self.notes.items():
+            if velocity:
+                ons.append(note if p == previous else note | 0x80)
+                ons.append(velocity | 0x80)
+                s_on = s_on and p != previous
+            else:
+                offs.append(note)
+                b = b and p != previous
+        offs.sort()
+        chapter = bytearray()
+        _put_notes(chapter, b, len(ons) // 2, bytes(ons), offs)
+        return bytes(chapter), b and s_on
 
     def _parameter_logs(
         self, oldest: int, previous: int
