@@ -13,6 +13,11 @@ figures include this script's own cost on a shared machine. Printed:
 * added latency p50/p99 (sender to sink, through the daemon) at 1,000 events/s;
 * flood: 5 s as fast as the sender can go; delivered share, the daemon's memory before and after,
   and the latency of probe packets sent to another instance meanwhile (is it still responsive?).
+
+``--in-process`` measures instead the CPU time per packet of the same show's path (RTP-MIDI
+decode, journal receiver, router, encoder, journal sender, RTP-MIDI encode) with no sockets and
+no reactor, in this process: the least load-dependent figure on a shared machine (no network
+either, so it needs no lab).
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TREE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TREE))
 
 from netmidi.codec import rtpmidi  # noqa: E402
+from netmidi.service import NetmidiService  # noqa: E402
+from netmidi.show import load_show  # noqa: E402
 
 LOCAL = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -156,7 +164,7 @@ class Bench:
 
     @staticmethod
     def drain(sock: socket.socket) -> list[tuple[float, bytes]]:
-        out = []
+        out: list[tuple[float, bytes]] = []
         while True:
             try:
                 data = sock.recv(65536)
@@ -255,6 +263,83 @@ class Bench:
         )
 
 
+class _Port:
+    """A UDP port that sends nowhere (the in-process mode)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.socket, self.maxThroughput = port, self, 0
+
+    def getHost(self) -> _Port:
+        return self
+
+    def sendto(self, data: bytes, address: object) -> None:
+        pass
+
+    write = sendto
+
+    def setsockopt(self, *option: object) -> None:
+        pass
+
+    def stopListening(self) -> None:
+        pass
+
+
+class _Reactor:
+    """Just what the show needs: ports that record their protocol, and calls run on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        self.protocols: dict[int, Any] = {}
+        self.next_port = 20000
+
+    def seconds(self) -> float:
+        return time.monotonic()
+
+    def callLater(self, delay: float, call: Callable[..., object], *args: object) -> None:
+        self.calls.append((call, args))
+
+    def listenUDP(self, port: int, protocol: Any, **options: object) -> _Port:
+        if not port:
+            port, self.next_port = self.next_port, self.next_port + 1
+        self.protocols[port] = protocol
+        return _Port(port)
+
+    def run_calls(self) -> None:
+        calls, self.calls = self.calls, []
+        for call, args in calls:
+            call(*args)
+
+
+def in_process(journal: str, per_packet: int, rounds: int = 20, packets: int = 200) -> float:
+    """CPU seconds per packet through the bench show's path, the best of ``rounds`` rounds."""
+    reactor = _Reactor()
+    with tempfile.TemporaryDirectory() as directory:
+        show = Path(directory) / "bench.yaml"
+        show.write_text(
+            SHOW.format(
+                local=LOCAL, inp=5004, probe=5006, sink=5008, probesink=5010, journal=journal
+            )
+        )
+        service = NetmidiService(load_show(str(show), reactor), reactor)
+    service.startService()
+    receive = reactor.protocols[5004].datagramReceived
+    source = (LOCAL, 5012)
+    stream: list[bytes] = []
+    for number in range(1, 16384):  # the same traffic as the sustained runs, numbered on
+        ccs = [(number & 0x7F, number >> 7)] + [(k, k) for k in range(1, per_packet)]
+        stream.append(packet(number, ccs))
+    best = float("inf")
+    for round_ in range(rounds + 1):
+        batch = stream[round_ * packets % len(stream) :][:packets]
+        start = time.process_time()
+        for datagram in batch:
+            receive(datagram, source)
+            reactor.run_calls()
+        if round_:  # the first round warms up (the journal reaches its steady size)
+            best = min(best, (time.process_time() - start) / len(batch))
+    return best
+
+
 def socket_drops() -> dict[int, int]:
     """Datagrams the kernel dropped at each local UDP port (full receive buffer), from /proc."""
     drops: dict[int, int] = {}
@@ -284,7 +369,22 @@ def main() -> None:
     parser.add_argument(
         "--pin", action="store_true", help="run the daemon on CPU 1 and this script on CPU 0"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="CPU time per packet of the daemon's path, in this process, no sockets",
+    )
     arguments = parser.parse_args()
+    if arguments.in_process:
+        for journal in ("off", "on"):
+            for per_packet in (1, 16):
+                cost = in_process(journal, per_packet)
+                print(
+                    f"in-process, journal {journal:3s}, {per_packet:2d} ev/packet:"
+                    f" {cost * 1e6:6.1f} µs CPU/packet (best of 20 rounds of 200 packets;"
+                    f" load average {os.getloadavg()[0]:.2f})"
+                )
+        return
     if os.environ.get("NETMIDI_NETLAB") != "1":
         raise SystemExit(
             "run me inside the network lab: ../../shared/netlab -- python bench/rtpmidi.py"

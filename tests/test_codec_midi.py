@@ -412,6 +412,40 @@ class EncoderTests(SynchronousTestCase):
             MidiEventEncoder("long")
 
     @given(
+        st.lists(
+            st.tuples(st.sampled_from(KINDS), st.integers(0, 15), st.floats(0.0, 1.0)),
+            max_size=12,
+        ),
+        st.sampled_from(["full", "short"]),
+    )
+    @settings(max_examples=200)
+    def test_batch_is_events_in_order(
+        self, events: list[tuple[str, int, float]], epn_tx: str
+    ) -> None:
+        """encode_batch (the send path, with its cached prefixes) equals encode per event."""
+        encoder = MidiEventEncoder(epn_tx)
+        batch = []
+        for kind, channel, normalised in events:
+            key = ch(f"ch{channel}.{kind}")
+            batch.append((key, Value.from_normalised(normalised, key.bits)))
+        expected = [message for key, value in batch for message in encoder.encode(key, value)]
+        self.assertEqual(encoder.encode_batch(batch), expected)
+        self.assertEqual(encoder.encode_batch(batch), expected)  # the prefixes cached now
+
+    def test_batch_golden(self) -> None:
+        batch = [
+            (ch("ch0.note60"), Value.from_raw(127, 7)),
+            (ch("ch9.pitch"), Value.from_raw(8192, 14)),
+            (ch("ch2.cc7"), Value.from_raw(16383, 14)),
+            (ch("ch3.pressure9"), Value.from_raw(5, 7)),
+        ]
+        for _ in range(2):  # building the prefixes, then from the cache
+            messages = MidiEventEncoder().encode_batch(batch)
+            self.assertEqual(
+                [m.hex(" ") for m in messages], ["90 3c 7f", "e9 00 40", "b2 07 7f", "a3 09 05"]
+            )
+
+    @given(
         st.sampled_from(KINDS),
         st.integers(0, 15),
         st.floats(0.0, 1.0),

@@ -426,6 +426,50 @@ class SenderTests(SynchronousTestCase):
         self.assertEqual(journal.checkpoint, 65535)
         self.assertEqual(journal.channels[0].notes, NoteChapter((NoteLog(60, 100, s=False),)))
 
+    @given(
+        st.lists(
+            st.lists(
+                st.tuples(
+                    st.sampled_from([0x90, 0x80, 0xB0]), st.integers(0, 5), st.integers(0, 3)
+                ),
+                max_size=4,
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        st.integers(1, 8),
+    )
+    @settings(max_examples=300)
+    def test_chapter_n_kept_between_packets(
+        self, packets: list[list[tuple[int, int, int]]], max_packets: int
+    ) -> None:
+        """Chapter N, encoded again only when notes change, always says what a fresh one would.
+
+        The model: each note's latest command since the checkpoint (``max_packets`` back),
+        NoteOn logs in the order of their latest update, S=0 for the previous packet's.
+        """
+        sender = JournalSender(max_packets=max_packets, max_bytes=10000)
+        notes: dict[int, tuple[int, int]] = {}  # note -> (packet, velocity)
+        for seq, commands in enumerate([*packets, []]):
+            journal, _ = decode_journal(sender.packet(seq, [bytes(c) for c in commands]))
+            notes = {n: item for n, item in notes.items() if item[0] >= seq - max_packets}
+            previous = seq - 1
+            on = [(n, v, p != previous) for n, (p, v) in notes.items() if v]
+            offs = sorted(n for n, (_, v) in notes.items() if not v)
+            expected = None
+            if notes:
+                expected = NoteChapter(
+                    tuple(NoteLog(n, v, s=s) for n, v, s in on),
+                    tuple(offs),
+                    b=all(p != previous for p, v in notes.values() if not v),
+                )
+            found = [c.notes for c in journal.channels]
+            self.assertEqual(found[0] if found else None, expected)
+            for status, note, velocity in commands:
+                if status != 0xB0:
+                    notes.pop(note, None)
+                    notes[note] = (seq, velocity if status == 0x90 else 0)
+
     def test_all_notes_off_reports_notes_off(self) -> None:
         """After All Notes Off the sounding notes are reported as off, not as on."""
         sender = JournalSender()
@@ -462,6 +506,23 @@ class ReceiverTests(SynchronousTestCase):
             self.assertEqual(result.messages, [b"\x90\x3c\x64"])
             self.assertEqual(result.lost, 0)
         self.assertEqual(receiver.lost, 0)
+
+    def test_mixed_packet_recorded_per_channel(self) -> None:
+        """A packet with several channels and system messages: each channel's state is kept."""
+        messages = [b"\xb0\x07\x10", b"\xf8", b"\x91\x3c\x64", b"\xb0\x07\x20", b"\xb1\x0a\x05"]
+        receiver = JournalReceiver()
+        receiver.packet(1, messages, None)
+        self.assertEqual(receiver.channels[0].controllers, {7: (0, 0x20)})
+        self.assertEqual(receiver.channels[1].controllers, {10: (0, 5)})
+        self.assertEqual(receiver.channels[1].notes, {60: (0, 100)})
+        sender = JournalSender()
+        sender.packet(1, messages)
+        cj = decode_journal(sender.packet(2, []))[0].channels
+        self.assertEqual([c.channel for c in cj], [0, 1])
+        self.assertEqual(
+            cj[0].controllers, ControllerChapter((ControllerLog(7, 0x20, s=False),), s=False)
+        )
+        self.assertEqual(cj[1].notes, NoteChapter((NoteLog(60, 100, s=False),)))
 
     def test_single_loss_uses_s_bits(self) -> None:
         """After one lost packet only the S=0 parts are played (the rest arrived already)."""

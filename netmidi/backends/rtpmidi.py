@@ -20,7 +20,7 @@ import random
 import socket
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
@@ -46,7 +46,7 @@ from netmidi.backend import Backend, Channel, Event, Instance
 from netmidi.badinput import BadInput
 from netmidi.codec import applemidi, rtpmidi
 from netmidi.codec.midi import (
-    MidiChannel,
+    MidiEvent,
     MidiEventDecoder,
     MidiEventEncoder,
     parse_midi_channel,
@@ -356,10 +356,8 @@ class RtpMidiInstance(Instance):
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, events: Sequence[Event]) -> None:
-        encode = self._encoder.encode
-        for channel, value in events:
-            assert isinstance(channel, MidiChannel)
-            self._pending += encode(channel, value)
+        # The router only sends channels that parse_channel made: MidiChannel keys.
+        self._pending += self._encoder.encode_batch(cast(Sequence[MidiEvent], events))
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self._flush)
 

@@ -426,6 +426,10 @@ class MidiEventDecoder:
 
 
 EPN_TX = ("full", "short")
+_PREFIXED = {MidiKind.NOTE: NOTE_ON, MidiKind.CC: CONTROL_CHANGE, MidiKind.PRESSURE: POLY_PRESSURE}
+_PREFIXES: dict[MidiChannel, bytes] = {}
+"""Status and index octets of the channels of :data:`_PREFIXED` kinds met so far (at most 6144)."""
+_OCTETS = [bytes((octet,)) for octet in range(128)]
 
 
 class MidiEventEncoder:
@@ -440,18 +444,35 @@ class MidiEventEncoder:
 
     def encode(self, channel: MidiChannel, value: Value) -> list[bytes]:
         """The messages that set ``channel`` to ``value`` (a value 0 on a note is a note off)."""
+        return self.encode_batch(((channel, value),))
+
+    def encode_batch(self, events: Iterable[MidiEvent]) -> list[bytes]:
+        """The messages of a batch of events, in order (one call per batch on the send path).
+
+        Notes, controllers and poly pressure, the common events, are a cached two-octet prefix
+        and the value octet.
+        """
+        out: list[bytes] = []
+        prefixes = _PREFIXES
+        for channel, value in events:
+            prefix = prefixes.get(channel)
+            if prefix is None:
+                out += self._encode(channel, value)
+            else:
+                out.append(prefix + _OCTETS[value.scaled(7)])
+        return out
+
+    def _encode(self, channel: MidiChannel, value: Value) -> list[bytes]:
         kind = channel.kind
         ch = channel.channel
-        if kind is MidiKind.NOTE:
+        status = _PREFIXED.get(kind)
+        if status is not None:
             # Note on with velocity 0 means note off and keeps running status going.
-            return [bytes((NOTE_ON | ch, channel.index, value.scaled(7)))]
-        if kind is MidiKind.CC:
-            return [bytes((CONTROL_CHANGE | ch, channel.index, value.scaled(7)))]
+            prefix = _PREFIXES[channel] = bytes((status | ch, channel.index))
+            return [prefix + _OCTETS[value.scaled(7)]]
         if kind is MidiKind.PITCH:
             raw = value.scaled(14)
             return [bytes((PITCH_BEND | ch, raw & 0x7F, raw >> 7))]
-        if kind is MidiKind.PRESSURE:
-            return [bytes((POLY_PRESSURE | ch, channel.index, value.scaled(7)))]
         if kind is MidiKind.AFTERTOUCH:
             return [bytes((CHANNEL_PRESSURE | ch, value.scaled(7)))]
         if kind is MidiKind.PROGRAM:

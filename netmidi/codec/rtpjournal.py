@@ -18,7 +18,7 @@ RTP-MIDI command section and the MIDI codec share. Only channel voice messages a
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,10 @@ PARAMETER_CONTROLLERS = frozenset({6, 38, 96, 97, 98, 99, 100, 101})
 # Poly): the journal reports the notes as off.
 NOTES_OFF_CONTROLLERS = frozenset({120, 123, 124, 125, 126, 127})
 NULL_PARAMETER = 0x3FFF  # 127/127 deselects the parameter
+# Controllers with an effect beyond their own value: bank select, channel mode.
+_SIDE_EFFECT_CONTROLLERS = NOTES_OFF_CONTROLLERS | {0, 32}
+# Clears bit 7 of every octet: turns chapter C logs (S=1) into their S=0 form at C speed.
+_CLEAR_S = bytes(range(128)) * 2
 
 
 class JournalError(ValueError):
@@ -514,6 +518,39 @@ class _Registers:
 Item = tuple[int, int]  # (packet, value)
 
 
+def _trailing(items: dict[Any, Any], packet: int) -> int:
+    """How many of the last-updated items were updated in ``packet``."""
+    count = 0
+    for item in reversed(items.values()):
+        if item[0] != packet:
+            break
+        count += 1
+    return count
+
+
+def _record(messages: Sequence[bytes], packet: int, state: Callable[[int], ChannelState]) -> None:
+    """Record a packet's channel voice messages in the ``state`` of their channels.
+
+    A packet's messages are nearly always on one channel: then they go to it in one call.
+    """
+    if len(messages) == 1:
+        status = messages[0][0] if messages[0] else 0
+        if 0x80 <= status < 0xF0:
+            state(status & 0x0F).record(messages, packet)
+        return
+    statuses = {message[0] if message else 0 for message in messages}
+    voice = {status for status in statuses if 0x80 <= status < 0xF0}
+    channels = {status & 0x0F for status in voice}
+    for channel in channels:
+        if len(channels) == 1 and voice == statuses:
+            state(channel).record(messages, packet)
+        else:
+            state(channel).record(
+                [m for m in messages if m and 0x80 <= m[0] < 0xF0 and m[0] & 0x0F == channel],
+                packet,
+            )
+
+
 def _touch(items: dict[Any, Any], key: Any, value: Any) -> None:
     """Set ``key`` and move it to the end: each dict stays ordered by the packet of update."""
     items.pop(key, None)
@@ -530,16 +567,6 @@ def _trim(items: dict[Any, Any], oldest: int) -> int:
         del items[key]
         removed += 1
     return removed
-
-
-def _trailing(items: dict[Any, Any], packet: int) -> int:
-    """How many of the last-updated items were updated in ``packet``."""
-    count = 0
-    for item in reversed(items.values()):
-        if item[0] != packet:
-            break
-        count += 1
-    return count
 
 
 class ChannelState:
@@ -569,6 +596,8 @@ class ChannelState:
         "_logs_c",
         "_key",
         "_cached",
+        "_chapter_n",
+        "_notes_changed",
     )
 
     def __init__(self, history: bool = True) -> None:
@@ -592,46 +621,63 @@ class ChannelState:
         self._logs_c = bytearray()
         self._key: tuple[int, ...] | None = None
         self._cached: bytes | None = None
+        self._chapter_n: tuple[bytes, bool] | None = None  # the sender's chapter N, and its S
+        self._notes_changed = False  # since _chapter_n was encoded
 
     def apply(self, message: bytes, packet: int) -> None:
         """Record one channel voice message sent or received in ``packet``."""
-        kind = message[0] & 0xF0
-        size = len(message)
+        self.record((message,), packet)
+
+    def record(self, messages: Iterable[bytes], packet: int) -> None:
+        """Record channel voice messages of this channel sent or received in ``packet``.
+
+        This runs for every event routed: plain controllers, the common case, are updated
+        inline, with the attributes they need looked up once per packet.
+        """
         self.updated = packet
         self.version += 1
-        if kind == 0x90 and size >= 3:
-            self._note(message[1], packet, message[2])
-        elif kind == 0x80 and size >= 3:
-            self._note(message[1], packet, 0)
-        elif kind == 0xB0 and size >= 3:
-            self._control(message[1], message[2], packet)
-        elif kind == 0xC0 and size >= 2:
-            self.program = (packet, message[1], *self.bank)
-        elif kind == 0xE0 and size >= 3:
-            self.pitch = (packet, message[2] << 7 | message[1])
-        elif kind == 0xD0 and size >= 2:
-            self.pressure = (packet, message[1])
-        elif kind == 0xA0 and size >= 3:
-            _touch(self.poly, message[1], (packet, message[2]))
+        controllers = self.controllers
+        logs = self._logs_c if self.history else None  # the sender's chapter C logs
+        for message in messages:
+            kind = message[0] & 0xF0
+            size = len(message)
+            if kind == 0xB0 and size >= 3:
+                number, value = message[1], message[2]
+                if number in PARAMETER_CONTROLLERS:
+                    self._parameter(number, value, packet)
+                    continue
+                if logs is not None:  # drop the controller's old log, append the new one
+                    if controllers.pop(number, None) is not None:
+                        at = logs.find(number | 0x80)
+                        del logs[at : at + 2]
+                    logs.append(number | 0x80)
+                    logs.append(value)
+                controllers[number] = (packet, value)
+                if number in _SIDE_EFFECT_CONTROLLERS:
+                    self._side_effect(number, value, packet)
+            elif kind == 0x90 and size >= 3:
+                self._note(message[1], packet, message[2])
+            elif kind == 0x80 and size >= 3:
+                self._note(message[1], packet, 0)
+            elif kind == 0xC0 and size >= 2:
+                self.program = (packet, message[1], *self.bank)
+            elif kind == 0xE0 and size >= 3:
+                self.pitch = (packet, message[2] << 7 | message[1])
+            elif kind == 0xD0 and size >= 2:
+                self.pressure = (packet, message[1])
+            elif kind == 0xA0 and size >= 3:
+                _touch(self.poly, message[1], (packet, message[2]))
 
     def _note(self, note: int, packet: int, velocity: int) -> None:
         _touch(self.notes, note, (packet, velocity))
+        self._notes_changed = True
         if velocity:
             self.sounding.add(note)
         else:
             self.sounding.discard(note)
 
-    def _control(self, number: int, value: int, packet: int) -> None:
-        if number in PARAMETER_CONTROLLERS:
-            self._parameter(number, value, packet)
-            return
-        if self.history:
-            logs = self._logs_c
-            if self.controllers.pop(number, None) is not None:
-                at = logs.find(number | 0x80)
-                del logs[at : at + 2]
-            logs += bytes((number | 0x80, value))
-        self.controllers[number] = (packet, value)
+    def _side_effect(self, number: int, value: int, packet: int) -> None:
+        """Bank select (remembered for chapter P) and the controllers that end every note."""
         if number == 0:
             self.bank = (value, None)
         elif number == 32:
@@ -684,18 +730,31 @@ class ChannelState:
         return self._cached
 
     def _trim(self, oldest: int) -> None:
+        floor = -1
         dicts: tuple[dict[Any, Any], ...] = (
             self.controllers,
             self.parameters,
             self.notes,
             self.poly,
         )
-        removed = [_trim(items, oldest) for items in dicts]
-        if any(removed):
-            self.version += 1
-            del self._logs_c[: 2 * removed[0]]
+        for items in dicts:
+            if not items:
+                continue
+            first: int = next(iter(items.values()))[0]
+            if first < oldest:
+                removed = _trim(items, oldest)
+                self.version += 1
+                if items is self.controllers:
+                    del self._logs_c[: 2 * removed]
+                elif items is self.notes:
+                    self._notes_changed = True
+                if not items:
+                    continue
+                first = next(iter(items.values()))[0]
+            if floor < 0 or first < floor:
+                floor = first
         # Later items only come with later packets: nothing is older than this until then.
-        self.floor = min((next(iter(d.values()))[0] for d in dicts if d), default=oldest)
+        self.floor = oldest if floor < 0 else floor
 
     def _build(self, channel: int, oldest: int, previous: int) -> bytes | None:
         toc = 0
@@ -712,12 +771,12 @@ class ChannelState:
             )
         if self.controllers:
             toc |= TOC_C
-            logs = bytearray(self._logs_c)
+            logs = self._logs_c
             fresh = _trailing(self.controllers, previous)
-            for at in range(len(logs) - 2 * fresh, len(logs), 2):
-                logs[at] &= 0x7F
+            cut = len(logs) - 2 * fresh
             body.append(_flag(not fresh, 0x80) | (len(self.controllers) - 1))
-            body += logs
+            body += logs[:cut]
+            body += logs[cut:].translate(_CLEAR_S)
             s_all = s_all and not fresh
         parameters = self._parameter_logs(oldest, previous)
         if parameters is not None:
@@ -733,20 +792,13 @@ class ChannelState:
             s_all = s_all and s
         if self.notes:
             toc |= TOC_N
-            ons = bytearray()  # NoteOn logs, Y=1 (play), S=0 for the previous packet's
-            offs: list[int] = []
-            b = s_on = True
-            for note, (p, velocity) in self.notes.items():
-                if velocity:
-                    ons.append(note if p == previous else note | 0x80)
-                    ons.append(velocity | 0x80)
-                    s_on = s_on and p != previous
-                else:
-                    offs.append(note)
-                    b = b and p != previous
-            offs.sort()
-            _put_notes(body, b, len(ons) // 2, bytes(ons), offs)
-            s_all = s_all and b and s_on
+            # Chapter N covers every note since the checkpoint (up to 128): encoded again only
+            # when a note changed or when it had S=0 parts, which the packets since have aged.
+            if self._notes_changed or self._chapter_n is None or not self._chapter_n[1]:
+                self._chapter_n = self._notes_chapter(previous)
+                self._notes_changed = False
+            body += self._chapter_n[0]
+            s_all = s_all and self._chapter_n[1]
         pressure = self.pressure
         if pressure is not None and pressure[0] >= oldest:
             toc |= TOC_T
@@ -763,6 +815,24 @@ class ChannelState:
             return None
         return _channel_bytes(channel, s_all, False, toc, bytes(body))
 
+    def _notes_chapter(self, previous: int) -> tuple[bytes, bool]:
+        """Chapter N and its S bit (False when a note of packet ``previous`` is in it)."""
+        ons = bytearray()  # NoteOn logs, Y=1 (play), S=0 for the previous packet's
+        offs: list[int] = []
+        b = s_on = True
+        for note, (p, velocity) in self.notes.items():
+            if velocity:
+                ons.append(note if p == previous else note | 0x80)
+                ons.append(velocity | 0x80)
+                s_on = s_on and p != previous
+            else:
+                offs.append(note)
+                b = b and p != previous
+        offs.sort()
+        chapter = bytearray()
+        _put_notes(chapter, b, len(ons) // 2, bytes(ons), offs)
+        return bytes(chapter), b and s_on
+
     def _parameter_logs(
         self, oldest: int, previous: int
     ) -> tuple[list[ParameterTuple], bool, bool] | None:
@@ -773,11 +843,14 @@ class ChannelState:
         number (PENDING) is not sent: tshark 4.0 misreads chapter M lengths with it, and the
         next complete selection is journalled anyway.
         """
+        selected = self.selection_packet >= oldest
+        if not (selected or self.parameters):
+            return None
         regs = self.registers
         logs = [
             (k[0], k[1], msb, lsb, p != previous) for k, (p, msb, lsb) in self.parameters.items()
         ]
-        selected = self.selection_packet >= oldest and not regs.pending
+        selected = selected and not regs.pending
         if selected:
             key = (regs.nrpn, regs.number())
             current = next((log for log in logs if log[:2] == key), None)
@@ -818,7 +891,7 @@ class JournalSender:
             return seq
         return self._packet + ((seq - self._seq) & 0xFFFF)
 
-    def packet(self, seq: int, messages: Iterable[bytes]) -> bytes:
+    def packet(self, seq: int, messages: Sequence[bytes]) -> bytes:
         """The journal for the packet ``seq``, then remember ``messages`` as sent in it."""
         packet = self._unwrap(seq)
         if self._packet < 0:
@@ -829,16 +902,15 @@ class JournalSender:
             self._checkpoint = (self._checkpoint + packet + 1) // 2
             journal = self._build(packet)
         self._packet, self._seq = packet, seq
-        channels = self.channels
-        for message in messages:
-            status = message[0] if message else 0
-            if 0x80 <= status < 0xF0:
-                state = channels.get(status & 0x0F)
-                if state is None:
-                    state = channels[status & 0x0F] = ChannelState()
-                    self.channels = channels = dict(sorted(channels.items()))
-                state.apply(message, packet)
+        _record(messages, packet, self._state)
         return journal
+
+    def _state(self, channel: int) -> ChannelState:
+        state = self.channels.get(channel)
+        if state is None:
+            state = self.channels[channel] = ChannelState()
+            self.channels = dict(sorted(self.channels.items()))
+        return state
 
     def _build(self, packet: int) -> bytes:
         oldest = self._checkpoint
@@ -885,7 +957,7 @@ class JournalSender:
 # Receiver
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
     """What a receiver makes of one packet: the messages to deliver and what happened."""
 
@@ -938,12 +1010,7 @@ class JournalReceiver:
                     partial = (expected - parsed.checkpoint) & 0xFFFF >= SEQ_MOD // 2
                     repairs = self.repair(parsed, single=lost == 1)
                     self.repaired += len(repairs)
-        channels = self.channels
-        for message in messages:
-            status = message[0] if message else 0
-            if 0x80 <= status < 0xF0:
-                state = channels.get(status & 0x0F) or self._state(status & 0x0F)
-                state.apply(message, 0)
+        _record(messages, 0, self._state)
         if repairs:
             messages = repairs + list(messages)
         return Received(list(messages), lost, len(repairs), partial=partial, error=error)
