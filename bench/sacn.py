@@ -15,6 +15,11 @@ of the output packet (SO_TIMESTAMPNS, the same CLOCK_REALTIME), so that the rece
 delay, which on a busy 2-core host reaches several milliseconds, is not counted as the daemon's; it
 is printed apart as ``receiver_lag_p99_ms``.
 
+``--fifo`` runs the daemon under SCHED_FIFO (needs root, as inside the lab), as a show machine
+would run it: on a host whose cores are busy with other work, the tail of the latency is the
+daemon waiting for a core (scheduler wake-up and time-slice delays of several milliseconds), not
+its own work; this separates the two.
+
 Run it from the test install (``pip install -e '.[test]'``), inside the lab::
 
     ../shared/netlab -- python bench/sacn.py 64 200 400
@@ -64,7 +69,7 @@ def show_file(universes: int, directory: str) -> str:
     return path
 
 
-def start_daemon(universes: int, directory: str) -> subprocess.Popen[str]:
+def start_daemon(universes: int, directory: str, fifo: bool) -> subprocess.Popen[str]:
     """``twistd -n netmidi`` on the bench's show file, from this tree; returns once it runs."""
     daemon = subprocess.Popen(
         [*TWISTD, "-n", "--pidfile=", "netmidi", "-c", show_file(universes, directory)],
@@ -72,6 +77,8 @@ def start_daemon(universes: int, directory: str) -> subprocess.Popen[str]:
         env=daemon_environment(),
     )  # fmt: skip
     assert daemon.stdout is not None
+    if fifo:
+        os.sched_setscheduler(daemon.pid, os.SCHED_FIFO, os.sched_param(10))
     for line in daemon.stdout:
         if "netmidi running" in line:
             return daemon
@@ -198,9 +205,9 @@ def receive(
     result.put((packets, arrived, last, gaps, sorted(lags)))
 
 
-def run(universes: int, seconds: float, flood: bool) -> dict[str, object]:
+def run(universes: int, seconds: float, flood: bool, fifo: bool) -> dict[str, object]:
     directory = tempfile.mkdtemp()
-    daemon = start_daemon(universes, directory)
+    daemon = start_daemon(universes, directory, fifo)
     time.sleep(0.5)
     results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     ready = multiprocessing.Event()
@@ -235,7 +242,7 @@ def run(universes: int, seconds: float, flood: bool) -> dict[str, object]:
 
     report: dict[str, object] = {
         "universes": universes,
-        "mode": "flood" if flood else "44 Hz",
+        "mode": ("flood" if flood else "44 Hz") + (", SCHED_FIFO" if fifo else ""),
         "in_pps": round(count / elapsed),
         "out_pps": round(packets / elapsed),
         "in_lost": in_lost,  # input packets the daemon never got (sequence gaps)
@@ -265,12 +272,13 @@ def main() -> None:
     parser.add_argument("universes", type=int, nargs="*", default=[64, 200])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--flood", action="store_true")
+    parser.add_argument("--fifo", action="store_true", help="run the daemon under SCHED_FIFO")
     args = parser.parse_args()
     if os.environ.get("NETMIDI_NETLAB") != "1":
         sys.exit("run inside the network lab: ../shared/netlab -- python bench/sacn.py")
     for universes in args.universes:
         seconds = 5.0 if args.flood else args.seconds
-        print(json.dumps(run(universes, seconds, args.flood)), flush=True)
+        print(json.dumps(run(universes, seconds, args.flood, args.fifo)), flush=True)
 
 
 if __name__ == "__main__":
