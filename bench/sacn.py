@@ -8,7 +8,8 @@ Prints packets per second in and out; packets lost on the way in (sequence gaps 
 and out (gaps the receiver saw); frames the 44 Hz cap merged into a newer one (superseded: only
 when frames of a universe arrive bunched); the daemon's CPU time per input packet, its peak RSS;
 and the added latency p50/p99 (input packet sent -> output packet received). ``--flood`` sends as
-fast as possible for 5 s instead, then one last frame, and checks that this last frame comes out.
+fast as possible for 5 s instead, then one last frame (repeated as E1.31 sources do), and checks
+that this last frame comes out.
 
 Latency is taken from the sender's clock just before ``sendto`` to the kernel's receive timestamp
 of the output packet (SO_TIMESTAMPNS, the same CLOCK_REALTIME), so that the receiver's own wake-up
@@ -49,6 +50,7 @@ from netmidi.codec import e131
 from netmidi.testing.daemon import TWISTD, daemon_environment
 
 FPS = 44
+KEEPALIVE = 0.9
 OUT_BASE = 1000
 PEER = bytes(range(16))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -138,15 +140,22 @@ def send(universes: int, seconds: float, flood: bool, result: multiprocessing.Qu
             sent[universe, frame] = at
             count += 1
         frame += 1
-    if flood:  # the flood ends: one last frame, a little later, must be what comes out
-        time.sleep(0.05)
+    elapsed = time.monotonic() - start  # the flood's rate, not diluted by the quiet tail below
+    if flood:
+        # The flood ends: one last frame, a little later, must be what comes out. It is sent as
+        # an E1.31 source sends an unchanged frame (3 repeats, then keep-alives), because a
+        # receiver still behind the flood finds its socket buffers full and the kernel drops
+        # the first copies before the daemon can see them.
         slots = frame_slots(frame)
-        for universe, (header, group) in enumerate(zip(headers, groups, strict=True), 1):
-            sock.sendto(header[:111] + bytes((frame & 0xFF,)) + header[112:] + slots, group)
-            sent[universe, frame] = time.time()
-            count += 1
+        for repeat, pause in enumerate((0.05, 1 / FPS, 1 / FPS, 1 / FPS, KEEPALIVE, KEEPALIVE)):
+            time.sleep(pause)
+            sequence = bytes(((frame + repeat) & 0xFF,))
+            for universe, (header, group) in enumerate(zip(headers, groups, strict=True), 1):
+                sock.sendto(header[:111] + sequence + header[112:] + slots, group)
+                sent.setdefault((universe, frame), time.time())
+                count += 1
         frame += 1
-    result.put((count, frame, time.monotonic() - start, sent))
+    result.put((count, frame, elapsed, sent))
 
 
 def receive(
@@ -211,7 +220,8 @@ def run(universes: int, seconds: float, flood: bool, fifo: bool) -> dict[str, ob
     time.sleep(0.5)
     results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     ready = multiprocessing.Event()
-    rx = multiprocessing.Process(target=receive, args=(universes, seconds + 2.5, ready, results))
+    listen = seconds + (2 * KEEPALIVE if flood else 0) + 2.5
+    rx = multiprocessing.Process(target=receive, args=(universes, listen, ready, results))
     rx.start()
     ready.wait()
     time.sleep(0.3)
