@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from netmidi.codec.midi import RunningStatusWriter
+
 PAYLOAD_TYPE: Final = 97
 MAX_SECTION: Final = 0xFFF
 SYSEX_SEGMENT: Final = 256
@@ -233,19 +235,9 @@ def encode_section(messages: Sequence[bytes], journal: bool = False) -> bytes:
     """
     if len(messages) == 1:
         return section_header(len(messages[0]), journal) + messages[0]
-    parts = []
-    running = 0
-    for message in messages:
-        status = message[0]
-        if status == running:
-            parts.append(message[1:])
-            continue
-        parts.append(message)
-        if status < 0xF0:
-            running = status
-        elif status < 0xF8:
-            running = 0
-    body = b"\0".join(parts)  # a one-octet delta time of 0 between commands
+    write = RunningStatusWriter().write
+    # a one-octet delta time of 0 between commands
+    body = b"\0".join([write(message) for message in messages])
     return section_header(len(body), journal) + body
 
 
